@@ -1,0 +1,113 @@
+//! The byte-level store trait every backend implements.
+//!
+//! A backend stores opaque bytes under a key with a time to live. It knows nothing of cookies,
+//! codecs or actix: those live in the facade.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::BackendError;
+
+/// A session store that keeps opaque bytes under a string key, with a time to live.
+///
+/// Keys arrive already prefixed (`SESSION_KEY_PREFIX + id`) and already validated; values are
+/// the codec's bytes. Every method reports failures as [`BackendError`] and never panics.
+///
+/// The futures are `Send` so a backend can be driven from any runtime thread.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use satchel_core::{Backend, MemoryBackend};
+///
+/// # tokio_test_block_on(async {
+/// let backend = MemoryBackend::new();
+/// backend.store("session:abc", b"\x80", Duration::from_secs(60)).await?;
+/// assert_eq!(backend.load("session:abc").await?, Some(b"\x80".to_vec()));
+/// # Ok::<_, satchel_core::BackendError>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// ```
+pub trait Backend: Send + Sync + 'static {
+    /// Returns the value stored under `key`, or `None` if it is absent or expired.
+    fn load(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, BackendError>> + Send;
+
+    /// Returns the value under `key` and extends its TTL to `ttl`, in one round trip where the
+    /// backend can (Redis `GETEX`, memcached `GAT`).
+    fn load_and_touch(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, BackendError>> + Send;
+
+    /// Stores `value` under `key` only if no live value is there; `Ok(false)` on a collision.
+    fn insert(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// Stores `value` under `key`, replacing whatever was there.
+    fn store(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Sets the TTL of a live value to `ttl`; `Ok(false)` if there is no live value.
+    fn touch(&self, key: &str, ttl: Duration) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// Removes the value under `key`; removing an absent key is not an error.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Removes expired entries, for backends without native expiry (SQL), and returns how many
+    /// were removed. Backends that expire entries themselves return `Ok(0)`.
+    fn purge_expired(&self) -> impl Future<Output = Result<u64, BackendError>> + Send;
+
+    /// A short name for logs and errors (`"redis"`, `"sqlite"`, …).
+    fn name(&self) -> &'static str;
+}
+
+/// The backend operation an error comes from, for error messages and log fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Connecting or checking the connection at start-up.
+    Connect,
+    /// Preparing the schema (tables, indexes).
+    Setup,
+    /// [`Backend::load`].
+    Load,
+    /// [`Backend::load_and_touch`].
+    LoadAndTouch,
+    /// [`Backend::insert`].
+    Insert,
+    /// [`Backend::store`].
+    Store,
+    /// [`Backend::touch`].
+    Touch,
+    /// [`Backend::delete`].
+    Delete,
+    /// [`Backend::purge_expired`].
+    Purge,
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Operation::Connect => "connect",
+            Operation::Setup => "setup",
+            Operation::Load => "load",
+            Operation::LoadAndTouch => "load-and-touch",
+            Operation::Insert => "insert",
+            Operation::Store => "store",
+            Operation::Touch => "touch",
+            Operation::Delete => "delete",
+            Operation::Purge => "purge",
+        })
+    }
+}
