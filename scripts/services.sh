@@ -96,9 +96,19 @@ wait_for() {
 }
 
 pid_of() { [[ -s $1 ]] && head -n 1 "$1"; }
+
+# Alive and not a zombie: in containers pid 1 may reap exited daemons late.
+proc_running() {
+  local stat
+  kill -0 "$1" 2>/dev/null || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+
 pid_alive() {
   local pid
-  pid=$(pid_of "$1") && [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+  pid=$(pid_of "$1") && [[ $pid =~ ^[0-9]+$ ]] && proc_running "$pid"
 }
 
 # Stop a daemon we started, found by its pid file; other processes are never touched.
@@ -111,7 +121,7 @@ stop_pidfile() {
   pid=$(pid_of "$pidfile")
   kill "-$signal" "$pid" 2>/dev/null || true
   deadline=$((SECONDS + WAIT_SECS))
-  while kill -0 "$pid" 2>/dev/null; do
+  while proc_running "$pid"; do
     if ((SECONDS >= deadline)); then
       warn "$name (pid $pid) ignored SIG$signal for ${WAIT_SECS}s; sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
@@ -244,6 +254,8 @@ start_redis_node() {
     --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "$@" \
     >>"$dir/redis.log" 2>&1 || fail_start "$name" "$dir/redis.log"
   wait_port "$name" "$port" "$dir/redis.log"
+  # the port answers while the AOF/RDB is still loading (or failing to load)
+  wait_for rcli_match '^PONG' -p "$port" ping || fail_start "$name" "$dir/redis.log"
   return 0
 }
 
@@ -337,8 +349,10 @@ replica_linked() {
 
 up_redis_sentinel() {
   local started=0 dir="$STATE/redis-$SENTINEL_PORT" conf master
-  start_redis_node "redis-sentinel master" "$SENTINEL_MASTER_PORT" && started=1
-  start_redis_node "redis-sentinel replica" "$SENTINEL_REPLICA_PORT" \
+  # Diskless sync without its default 5 s batching delay: the replica links at once.
+  local sync=(--repl-diskless-sync yes --repl-diskless-sync-delay 0)
+  start_redis_node "redis-sentinel master" "$SENTINEL_MASTER_PORT" "${sync[@]}" && started=1
+  start_redis_node "redis-sentinel replica" "$SENTINEL_REPLICA_PORT" "${sync[@]}" \
     --replicaof 127.0.0.1 "$SENTINEL_MASTER_PORT" && started=1
   if ! port_open "$SENTINEL_PORT"; then
     started=1
@@ -386,7 +400,7 @@ up_memcached() {
     fi
     dir="$STATE/memcached-$port"
     mkdir -p "$dir"
-    "$(find_bin memcached)" -l 127.0.0.1 -p "$port" -U 0 -d -m 64 \
+    "$(find_bin memcached)" -l 127.0.0.1 -p "$port" -U 0 -d -m 64 -I 2m \
       -P "$dir/memcached.pid" "${user_args[@]}" >>"$dir/memcached.log" 2>&1 ||
       fail_start "memcached $port" "$dir/memcached.log"
     wait_port "memcached $port" "$port" "$dir/memcached.log"
@@ -397,6 +411,16 @@ up_memcached() {
 # ---------------------------------------------------------------- postgres
 
 PG_DIR="$STATE/postgres"
+
+# As root the server runs as user postgres, which must be able to reach the
+# state dir; when it can't (repo under /root, umask 077), keep the cluster in a
+# per-state-dir folder under /var/tmp instead.
+resolve_pg_dir() {
+  if is_root && id -u postgres >/dev/null 2>&1 && [[ -d $STATE ]] &&
+    ! runuser -u postgres -- test -x "$STATE" 2>/dev/null; then
+    PG_DIR="/var/tmp/satchel-services-$(printf '%s' "$STATE" | cksum | cut -d' ' -f1)/postgres"
+  fi
+}
 
 # PostgreSQL refuses to run as root: as root, run it as the postgres user.
 as_pg() {
@@ -412,7 +436,7 @@ psql_ok() {
 }
 
 up_postgres() {
-  local bin log="$PG_DIR/postgres.log" data="$PG_DIR/data"
+  local bin log data
   if port_open "$POSTGRES_PORT"; then
     say "postgres ($POSTGRES_PORT): already running"
     psql_ok || warn "postgres: port $POSTGRES_PORT answers but $POSTGRES_URL does not log in"
@@ -422,15 +446,18 @@ up_postgres() {
   if is_root; then
     id -u postgres >/dev/null 2>&1 ||
       useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
+    resolve_pg_dir
+    [[ $PG_DIR == "$STATE"/* ]] || say "postgres: user postgres cannot reach $STATE; using $PG_DIR"
     mkdir -p "$PG_DIR"
     chown postgres: "$PG_DIR"
     chmod 700 "$PG_DIR"
-    runuser -u postgres -- test -w "$PG_DIR" ||
-      die "postgres: user postgres cannot reach $PG_DIR (a parent is not world-executable); set SATCHEL_SERVICES_DIR elsewhere"
+    runuser -u postgres -- test -w "$PG_DIR" || die "postgres: user postgres cannot write $PG_DIR"
   else
     mkdir -p "$PG_DIR"
     chmod 700 "$PG_DIR"
   fi
+  log="$PG_DIR/postgres.log"
+  data="$PG_DIR/data"
   # created by the server's user, so pg_ctl -l can append to it too
   as_pg touch "$log"
   if [[ ! -f $data/PG_VERSION ]]; then
@@ -456,8 +483,10 @@ EOF
   as_pg "$bin/pg_ctl" -D "$data" -l "$log" -w -t "$WAIT_SECS" start >>"$log" 2>&1 ||
     fail_start postgres "$log"
   wait_port postgres "$POSTGRES_PORT" "$log"
-  if ! "$(find_bin psql)" "postgres://satchel:satchel@127.0.0.1:$POSTGRES_PORT/postgres" -tAc \
-    "select 1 from pg_database where datname = 'satchel'" 2>>"$log" | grep -q 1; then
+  local have_db
+  have_db=$("$(find_bin psql)" "postgres://satchel:satchel@127.0.0.1:$POSTGRES_PORT/postgres" -tAc \
+    "select 1 from pg_database where datname = 'satchel'" 2>>"$log") || true
+  if [[ $have_db != 1 ]]; then
     "$(find_bin psql)" "postgres://satchel:satchel@127.0.0.1:$POSTGRES_PORT/postgres" \
       -v ON_ERROR_STOP=1 -qc 'create database satchel owner satchel' >>"$log" 2>&1 ||
       fail_start "postgres (create database satchel)" "$log"
@@ -612,6 +641,7 @@ cmd_down() {
   for port in "${MEMCACHED_PORTS[@]}"; do
     stop_pidfile "memcached $port" "$STATE/memcached-$port/memcached.pid"
   done
+  resolve_pg_dir
   # SIGINT = postgres "fast" shutdown (SIGTERM would wait for clients to leave)
   stop_pidfile "postgres $POSTGRES_PORT" "$PG_DIR/data/postmaster.pid" INT
   stop_pidfile "mysql $MYSQL_PORT" "$MY_DIR/mariadbd.pid"
@@ -641,6 +671,7 @@ cmd_status() {
   for port in "${MEMCACHED_PORTS[@]}"; do
     status_line memcached "$port" "$STATE/memcached-$port/memcached.pid"
   done
+  resolve_pg_dir
   status_line postgres "$POSTGRES_PORT" "$PG_DIR/data/postmaster.pid"
   status_line mysql "$MYSQL_PORT" "$MY_DIR/mariadbd.pid"
   status_line "mongodb (SecantusDB)" "$MONGODB_PORT" "$MONGO_DIR/secantusd.pid"

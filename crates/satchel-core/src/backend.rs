@@ -33,7 +33,8 @@ use crate::error::BackendError;
 /// ```
 pub trait Backend: Send + Sync + 'static {
     /// Returns the value stored under `key`, or `None` if it is absent or expired.
-    fn load(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, BackendError>> + Send;
+    fn load(&self, key: &str)
+    -> impl Future<Output = Result<Option<Vec<u8>>, BackendError>> + Send;
 
     /// Returns the value under `key` and extends its TTL to `ttl`, in one round trip where the
     /// backend can (Redis `GETEX`, memcached `GAT`).
@@ -59,8 +60,34 @@ pub trait Backend: Send + Sync + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
+    /// Replaces the value under `key` only if a live value is there; `Ok(false)` if there is
+    /// none (it expired or was deleted meanwhile), so the caller can save the session under a
+    /// new id instead of resurrecting the old one.
+    ///
+    /// The default takes two round trips (`touch`, then `store`); backends override it with
+    /// one conditional write where they can (Redis `SET … XX`, memcached `replace`, SQL
+    /// `UPDATE … WHERE expiry > now`).
+    fn replace(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send {
+        async move {
+            if !self.touch(key, ttl).await? {
+                return Ok(false);
+            }
+            self.store(key, value, ttl).await?;
+            Ok(true)
+        }
+    }
+
     /// Sets the TTL of a live value to `ttl`; `Ok(false)` if there is no live value.
-    fn touch(&self, key: &str, ttl: Duration) -> impl Future<Output = Result<bool, BackendError>> + Send;
+    fn touch(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
     /// Removes the value under `key`; removing an absent key is not an error.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
@@ -88,6 +115,8 @@ pub enum Operation {
     Insert,
     /// [`Backend::store`].
     Store,
+    /// [`Backend::replace`].
+    Replace,
     /// [`Backend::touch`].
     Touch,
     /// [`Backend::delete`].
@@ -105,6 +134,7 @@ impl std::fmt::Display for Operation {
             Operation::LoadAndTouch => "load-and-touch",
             Operation::Insert => "insert",
             Operation::Store => "store",
+            Operation::Replace => "replace",
             Operation::Touch => "touch",
             Operation::Delete => "delete",
             Operation::Purge => "purge",

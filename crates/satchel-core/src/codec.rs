@@ -87,12 +87,12 @@ impl Codec {
     pub fn encode(&self, session: &SessionData) -> Result<Vec<u8>, CodecError> {
         match self.format {
             SerializationFormat::Msgpack => encode_msgpack(session),
-            SerializationFormat::Json => serde_json::to_vec(&JsonMap(session)).map_err(|e| {
-                CodecError::Unencodable {
+            SerializationFormat::Json => {
+                serde_json::to_vec(&JsonMap(session)).map_err(|e| CodecError::Unencodable {
                     format: "json",
                     reason: e.to_string(),
-                }
-            }),
+                })
+            }
         }
     }
 
@@ -221,7 +221,9 @@ pub fn datetime_to_timestamp(datetime: OffsetDateTime) -> Value {
     let data = if nanos == 0 && (0..=i64::from(u32::MAX)).contains(&secs) {
         (secs as u32).to_be_bytes().to_vec()
     } else if (0..(1i64 << 34)).contains(&secs) {
-        ((u64::from(nanos) << 34) | secs as u64).to_be_bytes().to_vec()
+        ((u64::from(nanos) << 34) | secs as u64)
+            .to_be_bytes()
+            .to_vec()
     } else {
         let mut data = nanos.to_be_bytes().to_vec();
         data.extend_from_slice(&secs.to_be_bytes());
@@ -271,8 +273,9 @@ impl serde::Serialize for JsonValue<'_> {
                 Some(s) => serializer.serialize_str(s),
                 None => Err(S::Error::custom("string is not valid UTF-8")),
             },
-            Value::Binary(bytes) => serializer
-                .serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes)),
+            Value::Binary(bytes) => {
+                serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
             Value::Array(items) => {
                 let mut seq = serializer.serialize_seq(Some(items.len()))?;
                 for item in items {
@@ -339,12 +342,16 @@ mod tests {
         assert_eq!(bytes, br#"{"_permanent":true,"username":"alice","n":3}"#);
         let decoded = Codec::default().decode(&bytes).unwrap();
         assert_eq!(decoded, alice());
-        assert_eq!(decoded.keys().collect::<Vec<_>>(), ["_permanent", "username", "n"]);
+        assert_eq!(
+            decoded.keys().collect::<Vec<_>>(),
+            ["_permanent", "username", "n"]
+        );
     }
 
     #[test]
     fn flashes_decode_as_flask_writes_them() {
-        let bytes = b"\x82\xaa_permanent\xc3\xa8_flashes\x92\x92\xa7message\xa5hello\x92\xa5error\xa3bad";
+        let bytes =
+            b"\x82\xaa_permanent\xc3\xa8_flashes\x92\x92\xa7message\xa5hello\x92\xa5error\xa3bad";
         let session = Codec::default().decode(bytes).unwrap();
         assert_eq!(
             session["_flashes"],
@@ -394,7 +401,8 @@ mod tests {
             };
             assert_eq!(timestamp_to_datetime(&data), Some(t));
         }
-        let Value::Ext(_, data) = datetime_to_timestamp(time::macros::datetime!(2024-01-02 03:04:05 UTC))
+        let Value::Ext(_, data) =
+            datetime_to_timestamp(time::macros::datetime!(2024-01-02 03:04:05 UTC))
         else {
             panic!()
         };

@@ -76,7 +76,13 @@ impl FromStr for SessionType {
                     ),
                 ));
             }
-            _ => return Err(invalid("SESSION_TYPE", value, format!("one of {ACCEPTED_TYPES}"))),
+            _ => {
+                return Err(invalid(
+                    "SESSION_TYPE",
+                    value,
+                    format!("one of {ACCEPTED_TYPES}"),
+                ));
+            }
         })
     }
 }
@@ -107,7 +113,11 @@ impl FromStr for SameSite {
             "strict" => Ok(SameSite::Strict),
             "lax" => Ok(SameSite::Lax),
             "none" => Ok(SameSite::None),
-            _ => Err(invalid("SESSION_COOKIE_SAMESITE", value, "Strict, Lax or None".into())),
+            _ => Err(invalid(
+                "SESSION_COOKIE_SAMESITE",
+                value,
+                "Strict, Lax or None".into(),
+            )),
         }
     }
 }
@@ -348,7 +358,12 @@ impl SessionConfig {
         if let Some(v) = lookup("SESSION_KEY_PREFIX") {
             c.key_prefix = v;
         }
-        set_parsed(&get, "SESSION_ID_LENGTH", "a whole number of bytes, e.g. 32", &mut c.id_length)?;
+        set_parsed(
+            &get,
+            "SESSION_ID_LENGTH",
+            "a whole number of bytes, e.g. 32",
+            &mut c.id_length,
+        )?;
         if let Some(v) = get("SESSION_SERIALIZATION_FORMAT") {
             c.serialization_format = match v.trim().to_ascii_lowercase().as_str() {
                 "msgpack" => SerializationFormat::Msgpack,
@@ -370,12 +385,21 @@ impl SessionConfig {
         c.sqlalchemy = get("SESSION_SQLALCHEMY");
         set_string(&get, "SESSION_SQLALCHEMY_TABLE", &mut c.sqlalchemy_table);
         c.sqlalchemy_schema = get("SESSION_SQLALCHEMY_SCHEMA");
-        set_bool(&get, "SESSION_SQLALCHEMY_CREATE_TABLE", &mut c.sqlalchemy_create_table)?;
+        set_bool(
+            &get,
+            "SESSION_SQLALCHEMY_CREATE_TABLE",
+            &mut c.sqlalchemy_create_table,
+        )?;
         if let Some(v) = get("SESSION_CLEANUP_N_REQUESTS") {
             c.cleanup_n_requests = Some(parse(&v, "SESSION_CLEANUP_N_REQUESTS", "a whole number")?);
         }
         set_secs(&get, "SATCHEL_PURGE_INTERVAL", &mut c.purge_interval)?;
-        set_parsed(&get, "SATCHEL_POOL_SIZE", "a whole number of connections", &mut c.pool_size)?;
+        set_parsed(
+            &get,
+            "SATCHEL_POOL_SIZE",
+            "a whole number of connections",
+            &mut c.pool_size,
+        )?;
         set_secs(&get, "SATCHEL_CONNECT_TIMEOUT", &mut c.connect_timeout)?;
         set_secs(&get, "SATCHEL_OPERATION_TIMEOUT", &mut c.operation_timeout)?;
         c.secret_key = get("SECRET_KEY").map(Secret);
@@ -395,8 +419,16 @@ impl SessionConfig {
         if let Some(v) = get("SESSION_COOKIE_SAMESITE") {
             c.cookie_samesite = Some(v.parse()?);
         }
-        set_secs(&get, "PERMANENT_SESSION_LIFETIME", &mut c.permanent_session_lifetime)?;
-        set_bool(&get, "SESSION_REFRESH_EACH_REQUEST", &mut c.refresh_each_request)?;
+        set_secs(
+            &get,
+            "PERMANENT_SESSION_LIFETIME",
+            &mut c.permanent_session_lifetime,
+        )?;
+        set_bool(
+            &get,
+            "SESSION_REFRESH_EACH_REQUEST",
+            &mut c.refresh_each_request,
+        )?;
         c.validate()?;
         Ok(c)
     }
@@ -413,7 +445,11 @@ impl SessionConfig {
             ));
         }
         if self.permanent_session_lifetime.is_zero() {
-            return Err(invalid("PERMANENT_SESSION_LIFETIME", "0", "at least 1 second".into()));
+            return Err(invalid(
+                "PERMANENT_SESSION_LIFETIME",
+                "0",
+                "at least 1 second".into(),
+            ));
         }
         if self.cookie_name.is_empty()
             || !self
@@ -504,7 +540,13 @@ fn set_bool(
         *slot = match v.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => true,
             "0" | "false" | "no" | "off" => false,
-            _ => return Err(invalid(name, &v, "true or false (also 1/0, yes/no, on/off)".into())),
+            _ => {
+                return Err(invalid(
+                    name,
+                    &v,
+                    "true or false (also 1/0, yes/no, on/off)".into(),
+                ));
+            }
         };
     }
     Ok(())
@@ -529,8 +571,10 @@ mod tests {
     use super::*;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |name| map.get(name).cloned()
     }
 
@@ -594,7 +638,8 @@ mod tests {
     fn unknown_session_type_lists_the_accepted_ones() {
         let err = SessionConfig::from_lookup(lookup(&[("SESSION_TYPE", "cassandra")])).unwrap_err();
         assert!(err.to_string().contains(ACCEPTED_TYPES), "{err}");
-        let err = SessionConfig::from_lookup(lookup(&[("SESSION_TYPE", "filesystem")])).unwrap_err();
+        let err =
+            SessionConfig::from_lookup(lookup(&[("SESSION_TYPE", "filesystem")])).unwrap_err();
         assert!(err.to_string().contains("does not support"), "{err}");
     }
 

@@ -112,9 +112,7 @@ pub enum ConfigError {
         why: &'static str,
     },
     /// The configured `SESSION_TYPE` names a backend this build does not include.
-    #[error(
-        "SESSION_TYPE={session_type} needs the `{feature}` backend, which {reason}"
-    )]
+    #[error("SESSION_TYPE={session_type} needs the `{feature}` backend, which {reason}")]
     BackendUnavailable {
         /// The configured type.
         session_type: &'static str,

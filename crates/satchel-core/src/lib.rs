@@ -20,5 +20,5 @@ pub use codec::{Codec, SerializationFormat, SessionData};
 pub use config::{SameSite, Secret, SessionConfig, SessionType};
 pub use error::{BackendError, BoxError, CodecError, ConfigError};
 pub use memory::MemoryBackend;
-pub use session_id::{InvalidSessionId, SessionId};
 pub use rmpv;
+pub use session_id::{InvalidSessionId, SessionId};

@@ -109,6 +109,16 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    async fn replace(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, BackendError> {
+        let mut entries = self.entries();
+        Ok(Self::live(&mut entries, key, Instant::now())
+            .map(|e| {
+                e.value = value.to_vec();
+                e.expires_at = deadline(ttl);
+            })
+            .is_some())
+    }
+
     async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
         let mut entries = self.entries();
         Ok(Self::live(&mut entries, key, Instant::now())

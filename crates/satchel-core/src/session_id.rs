@@ -177,7 +177,11 @@ mod tests {
             "KbBTwKKcUhVGBMkMW8X5td_Hfy6CARK80-HC04GN0H%",
             "KbBTwKKcUhVGBMkMW8X5td_Hfy6CARK80-HC04GN0H=",
         ] {
-            assert_eq!(SessionId::parse(bad, 32), Err(InvalidSessionId::Alphabet), "{bad:?}");
+            assert_eq!(
+                SessionId::parse(bad, 32),
+                Err(InvalidSessionId::Alphabet),
+                "{bad:?}"
+            );
         }
         // A multi-byte character must not be mistaken for the right length.
         assert!(SessionId::parse("é".repeat(21).as_str(), 32).is_err());

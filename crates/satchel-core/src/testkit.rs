@@ -46,10 +46,22 @@ const PAST_SHORT: Duration = Duration::from_millis(2600);
 /// A value stored is loaded back byte for byte.
 pub async fn round_trip<B: Backend>(backend: &B) {
     let key = fresh_key();
-    backend.store(&key, b"\x81\xa1a\x01", LONG).await.expect("store");
-    assert_eq!(backend.load(&key).await.expect("load"), Some(b"\x81\xa1a\x01".to_vec()));
-    backend.store(&key, b"second", LONG).await.expect("store over");
-    assert_eq!(backend.load(&key).await.expect("load"), Some(b"second".to_vec()));
+    backend
+        .store(&key, b"\x81\xa1a\x01", LONG)
+        .await
+        .expect("store");
+    assert_eq!(
+        backend.load(&key).await.expect("load"),
+        Some(b"\x81\xa1a\x01".to_vec())
+    );
+    backend
+        .store(&key, b"second", LONG)
+        .await
+        .expect("store over");
+    assert_eq!(
+        backend.load(&key).await.expect("load"),
+        Some(b"second".to_vec())
+    );
 }
 
 /// Every byte value, including NUL and invalid UTF-8, survives.
@@ -64,7 +76,10 @@ pub async fn binary_values<B: Backend>(backend: &B) {
 pub async fn large_value<B: Backend>(backend: &B) {
     let key = fresh_key();
     let value: Vec<u8> = (0..1024 * 1024).map(|i: u32| (i % 251) as u8).collect();
-    backend.store(&key, &value, LONG).await.expect("store 1 MiB");
+    backend
+        .store(&key, &value, LONG)
+        .await
+        .expect("store 1 MiB");
     assert_eq!(backend.load(&key).await.expect("load 1 MiB"), Some(value));
 }
 
@@ -72,8 +87,16 @@ pub async fn large_value<B: Backend>(backend: &B) {
 pub async fn insert_collision<B: Backend>(backend: &B) {
     let key = fresh_key();
     assert!(backend.insert(&key, b"first", LONG).await.expect("insert"));
-    assert!(!backend.insert(&key, b"second", LONG).await.expect("insert again"));
-    assert_eq!(backend.load(&key).await.expect("load"), Some(b"first".to_vec()));
+    assert!(
+        !backend
+            .insert(&key, b"second", LONG)
+            .await
+            .expect("insert again")
+    );
+    assert_eq!(
+        backend.load(&key).await.expect("load"),
+        Some(b"first".to_vec())
+    );
 }
 
 /// An expired value is not returned, even where the server sweeps late, and its key can be
@@ -81,12 +104,59 @@ pub async fn insert_collision<B: Backend>(backend: &B) {
 pub async fn ttl_expiry_checked_on_read<B: Backend>(backend: &B) {
     let key = fresh_key();
     backend.store(&key, b"short", SHORT).await.expect("store");
-    assert_eq!(backend.load(&key).await.expect("load"), Some(b"short".to_vec()));
+    assert_eq!(
+        backend.load(&key).await.expect("load"),
+        Some(b"short".to_vec())
+    );
     tokio::time::sleep(PAST_SHORT).await;
     assert_eq!(backend.load(&key).await.expect("load expired"), None);
-    assert_eq!(backend.load_and_touch(&key, LONG).await.expect("load_and_touch expired"), None);
+    assert_eq!(
+        backend
+            .load_and_touch(&key, LONG)
+            .await
+            .expect("load_and_touch expired"),
+        None
+    );
     assert!(!backend.touch(&key, LONG).await.expect("touch expired"));
-    assert!(backend.insert(&key, b"again", LONG).await.expect("insert over expired"));
+    assert!(
+        backend
+            .insert(&key, b"again", LONG)
+            .await
+            .expect("insert over expired")
+    );
+}
+
+/// `replace` overwrites a live value and refuses a missing or expired one.
+pub async fn replace_only_live<B: Backend>(backend: &B) {
+    let key = fresh_key();
+    assert!(
+        !backend
+            .replace(&key, b"ghost", LONG)
+            .await
+            .expect("replace missing")
+    );
+    assert_eq!(backend.load(&key).await.expect("load"), None);
+    backend.store(&key, b"v1", SHORT).await.expect("store");
+    assert!(
+        backend
+            .replace(&key, b"v2", LONG)
+            .await
+            .expect("replace live")
+    );
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(
+        backend.load(&key).await.expect("load"),
+        Some(b"v2".to_vec())
+    );
+    let short = fresh_key();
+    backend.store(&short, b"v", SHORT).await.expect("store");
+    tokio::time::sleep(PAST_SHORT).await;
+    assert!(
+        !backend
+            .replace(&short, b"late", LONG)
+            .await
+            .expect("replace expired")
+    );
 }
 
 /// `touch` extends a live value's TTL and reports a missing one.
@@ -96,7 +166,12 @@ pub async fn touch_extends_ttl<B: Backend>(backend: &B) {
     assert!(backend.touch(&key, LONG).await.expect("touch"));
     tokio::time::sleep(PAST_SHORT).await;
     assert_eq!(backend.load(&key).await.expect("load"), Some(b"v".to_vec()));
-    assert!(!backend.touch(&fresh_key(), LONG).await.expect("touch missing"));
+    assert!(
+        !backend
+            .touch(&fresh_key(), LONG)
+            .await
+            .expect("touch missing")
+    );
 }
 
 /// `load_and_touch` returns the value and extends its TTL.
@@ -104,7 +179,10 @@ pub async fn load_and_touch_extends_ttl<B: Backend>(backend: &B) {
     let key = fresh_key();
     backend.store(&key, b"v", SHORT).await.expect("store");
     assert_eq!(
-        backend.load_and_touch(&key, LONG).await.expect("load_and_touch"),
+        backend
+            .load_and_touch(&key, LONG)
+            .await
+            .expect("load_and_touch"),
         Some(b"v".to_vec())
     );
     tokio::time::sleep(PAST_SHORT).await;
@@ -124,7 +202,13 @@ pub async fn delete<B: Backend>(backend: &B) {
 pub async fn missing_key<B: Backend>(backend: &B) {
     let key = fresh_key();
     assert_eq!(backend.load(&key).await.expect("load"), None);
-    assert_eq!(backend.load_and_touch(&key, LONG).await.expect("load_and_touch"), None);
+    assert_eq!(
+        backend
+            .load_and_touch(&key, LONG)
+            .await
+            .expect("load_and_touch"),
+        None
+    );
 }
 
 /// `purge_expired` runs and leaves live values alone.
@@ -132,7 +216,10 @@ pub async fn purge_keeps_live_values<B: Backend>(backend: &B) {
     let live = fresh_key();
     backend.store(&live, b"live", LONG).await.expect("store");
     backend.purge_expired().await.expect("purge");
-    assert_eq!(backend.load(&live).await.expect("load"), Some(b"live".to_vec()));
+    assert_eq!(
+        backend.load(&live).await.expect("load"),
+        Some(b"live".to_vec())
+    );
 }
 
 /// 500 sessions written and rewritten at once: none lost, none mixed up.
@@ -169,7 +256,7 @@ pub async fn concurrent_sessions<B: Backend>(backend: Arc<B>) {
 macro_rules! conformance_suite {
     ($skip:literal, $make:expr) => {
         $crate::conformance_suite!(@cases $skip, $make;
-            round_trip, binary_values, large_value, insert_collision,
+            round_trip, binary_values, large_value, insert_collision, replace_only_live,
             ttl_expiry_checked_on_read, touch_extends_ttl, load_and_touch_extends_ttl,
             delete, missing_key, purge_keeps_live_values);
 
