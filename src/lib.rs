@@ -35,11 +35,14 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod backends;
+pub mod flask_cookie;
+mod flask_middleware;
 mod middleware;
 mod store;
 pub mod value;
 
 pub use backends::AnyBackend;
+pub use flask_middleware::{FlaskSessionMiddleware, FlaskSessionService};
 pub use middleware::{Satchel, cookie_key};
 pub use satchel_core::{
     Backend, BackendError, Codec, ConfigError, MemoryBackend, SameSite, Secret,

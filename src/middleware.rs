@@ -2,11 +2,16 @@
 //! middleware, with the cookie and lifetime settings Flask's names describe.
 
 use actix_session::SessionMiddleware;
-use actix_session::config::{BrowserSession, PersistentSession, TtlExtensionPolicy};
+use actix_session::config::{
+    BrowserSession, CookieContentSecurity, PersistentSession, SessionMiddlewareBuilder,
+    TtlExtensionPolicy,
+};
 use actix_web::cookie::{Key, SameSite as CookieSameSite};
 use satchel_core::{ConfigError, SameSite, Secret, SessionConfig};
 use sha2::{Digest, Sha512};
 
+use crate::flask_cookie::FlaskCookie;
+use crate::flask_middleware::FlaskSessionMiddleware;
 use crate::store::Store;
 
 /// The session store and cookie settings of an app, built once in `main`.
@@ -30,7 +35,12 @@ use crate::store::Store;
 pub struct Satchel {
     store: Store,
     config: SessionConfig,
+    /// Signs actix-session's own cookie, when that format is used.
     key: Key,
+    flask_cookie: FlaskCookie,
+    /// Signs the cookie actix-session sees behind the Flask cookie layer; never leaves the
+    /// process, so a random key is right.
+    inner_key: Key,
 }
 
 impl Satchel {
@@ -39,21 +49,24 @@ impl Satchel {
         Satchel::from_config(SessionConfig::from_env()?).await
     }
 
-    /// Connects the backend `config` names. Without `SECRET_KEY`, cookies are signed with a
-    /// random key drawn now, so sessions do not survive a restart (a warning says so).
+    /// Connects the backend `config` names. `SECRET_KEY` is needed only with
+    /// `SESSION_USE_SIGNER` (Flask's cookie) or for [`actix_middleware`](Self::actix_middleware),
+    /// whose cookies otherwise use a random key and do not survive a restart.
     pub async fn from_config(config: SessionConfig) -> Result<Satchel, ConfigError> {
+        let flask_cookie = FlaskCookie::new(&config)?;
         let store = Store::connect(&config).await?;
         let key = match &config.secret_key {
             Some(secret) => cookie_key(secret),
-            None => {
-                tracing::warn!(
-                    "SECRET_KEY is not set: session cookies use a random key and will not \
-                     survive a restart; set SECRET_KEY"
-                );
-                Key::generate()
-            }
+            // Flask's cookie carries the bare id, so only actix-session's format needs a key.
+            None => Key::generate(),
         };
-        Ok(Satchel { store, config, key })
+        Ok(Satchel {
+            store,
+            config,
+            key,
+            flask_cookie,
+            inner_key: Key::generate(),
+        })
     }
 
     /// The store, e.g. to build `SessionMiddleware` by hand.
@@ -66,19 +79,68 @@ impl Satchel {
         &self.config
     }
 
-    /// actix-session's middleware for one worker: the shared store, the cookie named and
-    /// scoped by `SESSION_COOKIE_*`, persistent when `SESSION_PERMANENT`, with the TTL extended
-    /// on every request when `SESSION_REFRESH_EACH_REQUEST`.
-    pub fn middleware(&self) -> SessionMiddleware<Store> {
-        let c = &self.config;
-        let ttl = actix_web::cookie::time::Duration::try_from(c.permanent_session_lifetime)
-            .unwrap_or(actix_web::cookie::time::Duration::MAX);
-        let policy = if c.refresh_each_request {
+    /// The session middleware for one worker, speaking Flask-Session's cookie: name, value
+    /// (the id, signed with `SESSION_USE_SIGNER`) and attributes as Flask-Session 0.8 sends
+    /// them, so a Flask app on the same domain and store shares the session. Handlers use
+    /// `actix_session::Session`.
+    pub fn middleware(&self) -> FlaskSessionMiddleware {
+        let inner = self
+            .session_middleware(self.inner_key.clone())
+            .cookie_content_security(CookieContentSecurity::Signed)
+            // Flask-Session always sends the cookie for a permanent session on every request
+            // (sliding expiry); the Flask layer decides per session whether it has `Expires`.
+            .session_lifecycle(
+                PersistentSession::default()
+                    .session_ttl(self.cookie_ttl())
+                    .session_ttl_extension_policy(self.ttl_policy()),
+            )
+            .build();
+        FlaskSessionMiddleware::new(
+            inner,
+            self.flask_cookie.clone(),
+            self.inner_key.clone(),
+            self.config.permanent,
+        )
+    }
+
+    /// actix-session's own middleware and cookie format (signed and encrypted with a key
+    /// derived from `SECRET_KEY`), over the same store, for apps that do not share sessions
+    /// with Flask: persistent when `SESSION_PERMANENT`, with the TTL extended on every request
+    /// when `SESSION_REFRESH_EACH_REQUEST`.
+    pub fn actix_middleware(&self) -> SessionMiddleware<Store> {
+        let builder = self.session_middleware(self.key.clone());
+        let builder = if self.config.permanent {
+            builder.session_lifecycle(
+                PersistentSession::default()
+                    .session_ttl(self.cookie_ttl())
+                    .session_ttl_extension_policy(self.ttl_policy()),
+            )
+        } else {
+            builder.session_lifecycle(
+                BrowserSession::default()
+                    .state_ttl(self.cookie_ttl())
+                    .state_ttl_extension_policy(self.ttl_policy()),
+            )
+        };
+        builder.build()
+    }
+
+    fn cookie_ttl(&self) -> actix_web::cookie::time::Duration {
+        actix_web::cookie::time::Duration::try_from(self.config.permanent_session_lifetime)
+            .unwrap_or(actix_web::cookie::time::Duration::MAX)
+    }
+
+    fn ttl_policy(&self) -> TtlExtensionPolicy {
+        if self.config.refresh_each_request {
             TtlExtensionPolicy::OnEveryRequest
         } else {
             TtlExtensionPolicy::OnStateChanges
-        };
-        let builder = SessionMiddleware::builder(self.store.clone(), self.key.clone())
+        }
+    }
+
+    fn session_middleware(&self, key: Key) -> SessionMiddlewareBuilder<Store> {
+        let c = &self.config;
+        SessionMiddleware::builder(self.store.clone(), key)
             .cookie_name(c.cookie_name.clone())
             .cookie_path(c.cookie_path.clone())
             .cookie_domain(c.cookie_domain.clone())
@@ -90,21 +152,7 @@ impl Satchel {
                 Some(SameSite::Strict) => CookieSameSite::Strict,
                 Some(SameSite::None) => CookieSameSite::None,
                 Some(SameSite::Lax) | None => CookieSameSite::Lax,
-            });
-        let builder = if c.permanent {
-            builder.session_lifecycle(
-                PersistentSession::default()
-                    .session_ttl(ttl)
-                    .session_ttl_extension_policy(policy),
-            )
-        } else {
-            builder.session_lifecycle(
-                BrowserSession::default()
-                    .state_ttl(ttl)
-                    .state_ttl_extension_policy(policy),
-            )
-        };
-        builder.build()
+            })
     }
 }
 

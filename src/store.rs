@@ -195,6 +195,15 @@ impl<B: Backend> SessionStore for Store<B> {
         mut state: ActixState,
         ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
+        if is_empty(&state) {
+            // Flask-Session never stores an empty session; the id handed back names nothing,
+            // so a cookie carrying it reads as a fresh session (the Flask layer drops it).
+            return SessionId::generate(self.inner.id_length)
+                .map_err(|e| SaveError::Other(e.into()))
+                .and_then(|id| {
+                    SessionKey::try_from(String::from(id)).map_err(|e| SaveError::Other(e.into()))
+                });
+        }
         if self.inner.permanent && !state.contains_key(PERMANENT_KEY) {
             state.insert(PERMANENT_KEY.to_owned(), "true".to_owned());
         }

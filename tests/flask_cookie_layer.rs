@@ -1,0 +1,271 @@
+//! The stack `Satchel::middleware()` builds speaks Flask-Session's cookie: the bare id (or
+//! `id.signature`), Flask's attributes, Flask's deletion cookie, over Flask-Session's data.
+
+use std::time::Duration;
+
+use actix_session::Session;
+use actix_web::dev::ServiceResponse;
+use actix_web::http::header;
+use actix_web::{App, HttpResponse, test, web};
+use satchel::flask_cookie::{FLASK_SESSION_SALT, Signer};
+use satchel::{Backend, Satchel, Secret, SessionConfig, SessionType};
+
+async fn login(session: Session, name: web::Path<String>) -> actix_web::Result<HttpResponse> {
+    session.insert("username", name.into_inner())?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+async fn whoami(session: Session) -> actix_web::Result<HttpResponse> {
+    Ok(HttpResponse::Ok().body(session.get::<String>("username")?.unwrap_or_default()))
+}
+
+async fn logout(session: Session) -> HttpResponse {
+    session.purge();
+    HttpResponse::Ok().finish()
+}
+
+async fn clear(session: Session) -> HttpResponse {
+    session.clear();
+    HttpResponse::Ok().finish()
+}
+
+fn memory_config() -> SessionConfig {
+    let mut config = SessionConfig::default();
+    config.session_type = SessionType::Memory;
+    config
+}
+
+macro_rules! app {
+    ($satchel:expr) => {
+        test::init_service(
+            App::new()
+                .wrap($satchel.middleware())
+                .route("/login/{name}", web::post().to(login))
+                .route("/whoami", web::get().to(whoami))
+                .route("/logout", web::get().to(logout))
+                .route("/clear", web::get().to(clear)),
+        )
+        .await
+    };
+}
+
+fn set_cookies(response: &ServiceResponse) -> Vec<String> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+fn cookie_value(set_cookie: &str) -> &str {
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+}
+
+#[actix_web::test]
+async fn login_sends_flask_sessions_cookie_and_stores_flask_sessions_bytes() {
+    let satchel = Satchel::from_config(memory_config()).await.unwrap();
+    let app = app!(satchel);
+
+    let response = test::call_service(
+        &app,
+        test::TestRequest::post().uri("/login/alice").to_request(),
+    )
+    .await;
+    let cookies = set_cookies(&response);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = &cookies[0];
+    let id = cookie_value(cookie);
+    assert_eq!(id.len(), 43, "{cookie}");
+    assert!(cookie.starts_with("session="));
+    assert!(cookie.contains("; Expires="), "{cookie}");
+    assert!(cookie.ends_with("; HttpOnly; Path=/"), "{cookie}");
+    assert!(!cookie.contains("Max-Age"), "{cookie}");
+    assert_eq!(response.headers().get(header::VARY).unwrap(), "Cookie");
+
+    let stored = satchel
+        .store()
+        .backend()
+        .load(&format!("session:{id}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, b"\x82\xaa_permanent\xc3\xa8username\xa5alice");
+
+    let request = test::TestRequest::get()
+        .uri("/whoami")
+        .insert_header((header::COOKIE, format!("session={id}")))
+        .to_request();
+    assert_eq!(test::call_and_read_body(&app, request).await, "alice");
+}
+
+#[actix_web::test]
+async fn a_session_flask_wrote_is_read_through_the_bare_id_cookie() {
+    let satchel = Satchel::from_config(memory_config()).await.unwrap();
+    let app = app!(satchel);
+    // The bytes and id of the format doc's worked example (§4.2).
+    let id = "KbBTwKKcUhVGBMkMW8X5td_Hfy6CARK80-HC04GN0HM";
+    let flask_bytes = b"\x83\xaa_permanent\xc3\xa8username\xa5alice\xa1n\x03";
+    satchel
+        .store()
+        .backend()
+        .store(
+            &format!("session:{id}"),
+            flask_bytes,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+
+    let request = test::TestRequest::get()
+        .uri("/whoami")
+        .insert_header((header::COOKIE, format!("other=1; session={id}; more=2")))
+        .to_request();
+    let response = test::call_service(&app, request).await;
+    // Permanent with refresh: the cookie is sent again with a new expiry, as Flask-Session does.
+    let cookies = set_cookies(&response);
+    assert_eq!(cookies.len(), 1);
+    assert!(
+        cookies[0].starts_with(&format!("session={id}; Expires=")),
+        "{cookies:?}"
+    );
+    assert_eq!(test::read_body(response).await, "alice");
+}
+
+#[actix_web::test]
+async fn signed_cookies_use_itsdangerous_and_refuse_tampering() {
+    let mut config = memory_config();
+    config.use_signer = true;
+    config.secret_key = Some(Secret::new("secret_key"));
+    let satchel = Satchel::from_config(config).await.unwrap();
+    let app = app!(satchel);
+
+    let response = test::call_service(
+        &app,
+        test::TestRequest::post().uri("/login/alice").to_request(),
+    )
+    .await;
+    let value = cookie_value(&set_cookies(&response)[0]).to_owned();
+    let signer = Signer::new(&[Secret::new("secret_key")], FLASK_SESSION_SALT);
+    let id = signer
+        .unsign(&value)
+        .expect("cookie is id.signature under SECRET_KEY")
+        .to_owned();
+    assert_eq!(id.len(), 43);
+
+    let request = test::TestRequest::get()
+        .uri("/whoami")
+        .insert_header((header::COOKIE, format!("session={value}")))
+        .to_request();
+    assert_eq!(test::call_and_read_body(&app, request).await, "alice");
+
+    for forged in [
+        id.clone(),
+        format!("{id}.AAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        format!("{}x", &value[..value.len() - 1]),
+    ] {
+        let request = test::TestRequest::get()
+            .uri("/whoami")
+            .insert_header((header::COOKIE, format!("session={forged}")))
+            .to_request();
+        let response = test::call_service(&app, request).await;
+        assert!(response.status().is_success());
+        assert_eq!(test::read_body(response).await, "", "{forged}");
+    }
+}
+
+#[actix_web::test]
+async fn logout_deletes_entry_and_sends_flasks_deletion_cookie() {
+    let satchel = Satchel::from_config(memory_config()).await.unwrap();
+    let app = app!(satchel);
+    let response = test::call_service(
+        &app,
+        test::TestRequest::post().uri("/login/alice").to_request(),
+    )
+    .await;
+    let id = cookie_value(&set_cookies(&response)[0]).to_owned();
+
+    for route in ["/logout", "/clear"] {
+        let response = test::call_service(
+            &app,
+            test::TestRequest::post()
+                .uri("/login/alice")
+                .insert_header((header::COOKIE, format!("session={id}")))
+                .to_request(),
+        )
+        .await;
+        let id = cookie_value(&set_cookies(&response)[0]).to_owned();
+        let request = test::TestRequest::get()
+            .uri(route)
+            .insert_header((header::COOKIE, format!("session={id}")))
+            .to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(
+            set_cookies(&response),
+            ["session=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/"],
+            "{route}"
+        );
+        assert_eq!(
+            satchel
+                .store()
+                .backend()
+                .load(&format!("session:{id}"))
+                .await
+                .unwrap(),
+            None,
+            "{route}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn non_permanent_sessions_get_a_browser_session_cookie_and_no_permanent_key() {
+    let mut config = memory_config();
+    config.permanent = false;
+    let satchel = Satchel::from_config(config).await.unwrap();
+    let app = app!(satchel);
+    let response = test::call_service(
+        &app,
+        test::TestRequest::post().uri("/login/alice").to_request(),
+    )
+    .await;
+    let cookie = set_cookies(&response).remove(0);
+    assert!(!cookie.contains("Expires"), "{cookie}");
+    let id = cookie_value(&cookie);
+    let stored = satchel
+        .store()
+        .backend()
+        .load(&format!("session:{id}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, b"\x81\xa8username\xa5alice");
+}
+
+#[actix_web::test]
+async fn a_request_that_stores_nothing_sets_no_cookie() {
+    let satchel = Satchel::from_config(memory_config()).await.unwrap();
+    let app = app!(satchel);
+    let response =
+        test::call_service(&app, test::TestRequest::get().uri("/whoami").to_request()).await;
+    assert!(set_cookies(&response).is_empty());
+    let request = test::TestRequest::get()
+        .uri("/whoami")
+        .insert_header((
+            header::COOKIE,
+            "session=nosuchsessionnosuchsessionnosuchsession123",
+        ))
+        .to_request();
+    let response = test::call_service(&app, request).await;
+    assert!(response.status().is_success());
+    assert!(
+        set_cookies(&response).is_empty(),
+        "{:?}",
+        set_cookies(&response)
+    );
+}
