@@ -13,8 +13,17 @@ pub enum AnyBackend {
     /// `SESSION_TYPE=memory`.
     Memory(MemoryBackend),
     /// `SESSION_TYPE=sqlalchemy`, and the default.
-    #[cfg(feature = "sql")]
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
     Sql(satchel_sql::SqlBackend),
+    /// `SESSION_TYPE=redis`.
+    #[cfg(feature = "redis")]
+    Redis(satchel_redis::RedisBackend),
+    /// `SESSION_TYPE=memcached`.
+    #[cfg(feature = "memcached")]
+    Memcached(satchel_memcached::MemcachedBackend),
+    /// `SESSION_TYPE=mongodb`.
+    #[cfg(feature = "mongodb")]
+    Mongodb(satchel_mongodb::MongoBackend),
 }
 
 impl AnyBackend {
@@ -31,19 +40,35 @@ impl AnyBackend {
     pub async fn connect(config: &SessionConfig) -> Result<AnyBackend, ConfigError> {
         match config.session_type {
             SessionType::Memory => Ok(AnyBackend::Memory(MemoryBackend::new())),
-            #[cfg(feature = "sql")]
+            #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
             SessionType::Sqlalchemy => Ok(AnyBackend::Sql(
                 satchel_sql::SqlBackend::connect(config).await?,
             )),
-            #[cfg(not(feature = "sql"))]
+            #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
             SessionType::Sqlalchemy => Err(not_built("sqlalchemy", "sql")),
+            #[cfg(feature = "redis")]
+            SessionType::Redis => Ok(AnyBackend::Redis(
+                satchel_redis::RedisBackend::connect(config).await?,
+            )),
+            #[cfg(not(feature = "redis"))]
             SessionType::Redis => Err(not_built("redis", "redis")),
+            #[cfg(feature = "memcached")]
+            SessionType::Memcached => Ok(AnyBackend::Memcached(
+                satchel_memcached::MemcachedBackend::connect(config).await?,
+            )),
+            #[cfg(not(feature = "memcached"))]
             SessionType::Memcached => Err(not_built("memcached", "memcached")),
+            #[cfg(feature = "mongodb")]
+            SessionType::Mongodb => Ok(AnyBackend::Mongodb(
+                satchel_mongodb::MongoBackend::connect(config).await?,
+            )),
+            #[cfg(not(feature = "mongodb"))]
             SessionType::Mongodb => Err(not_built("mongodb", "mongodb")),
             SessionType::Cookie => Err(ConfigError::BackendUnavailable {
                 session_type: "cookie",
                 feature: "cookie",
-                reason: "is not implemented yet; use memory or sqlalchemy",
+                reason: "keeps the whole session in the signed cookie, so there is no server-side \
+                         backend or Store: use satchel::Satchel (or satchel::CookieStore)",
             }),
         }
     }
@@ -62,8 +87,14 @@ macro_rules! dispatch {
     ($self:ident, $backend:ident => $call:expr) => {
         match $self {
             AnyBackend::Memory($backend) => $call,
-            #[cfg(feature = "sql")]
+            #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
             AnyBackend::Sql($backend) => $call,
+            #[cfg(feature = "redis")]
+            AnyBackend::Redis($backend) => $call,
+            #[cfg(feature = "memcached")]
+            AnyBackend::Memcached($backend) => $call,
+            #[cfg(feature = "mongodb")]
+            AnyBackend::Mongodb($backend) => $call,
         }
     };
 }

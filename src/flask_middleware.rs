@@ -6,11 +6,16 @@
 //! cookie; on the way out, actix-session's `Set-Cookie` becomes Flask-Session's, with Flask's
 //! attributes, `Expires` only for permanent sessions, and a deletion cookie for an emptied one.
 //! A probe just inside actix-session notes, after the handler ran, whether the session is
-//! permanent and whether it is empty, which only the session state can tell.
+//! permanent, changed and empty, which only the session state can tell.
+//!
+//! With `SESSION_TYPE=cookie` the cookie value is the whole signed session (Flask's own
+//! `SecureCookieSessionInterface`): it is passed through to [`CookieStore`](crate::CookieStore)
+//! unchanged, sent back with Flask's attributes, re-signed with a fresh timestamp when Flask
+//! would send it again unchanged, and deleted with Flask's deletion cookie.
 
 use std::rc::Rc;
 
-use actix_session::{SessionExt, SessionMiddleware};
+use actix_session::{SessionExt, SessionMiddleware, SessionStatus};
 use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, CookieJar, Key};
@@ -19,11 +24,15 @@ use actix_web::http::header::{self, HeaderValue};
 use futures_util::future::LocalBoxFuture;
 use satchel_core::codec::PERMANENT_KEY;
 
+use crate::cookie_session::CookieSession;
 use crate::flask_cookie::FlaskCookie;
-use crate::store::Store;
+use crate::middleware::AnyStore;
 
 /// Longest cookie value passed inward; real ids are 43 characters (86 at most by default).
 const MAX_ID_LEN: usize = 512;
+
+/// Longest client-side session cookie value passed inward: no browser keeps more.
+const MAX_CLIENT_COOKIE_LEN: usize = 4096;
 
 struct Shared {
     cookie: FlaskCookie,
@@ -31,6 +40,45 @@ struct Shared {
     inner_key: Key,
     /// `SESSION_PERMANENT`: whether a new session is permanent.
     permanent_by_default: bool,
+    /// `SESSION_TYPE=cookie`: the session lives in the cookie.
+    client_side: Option<ClientSide>,
+}
+
+/// What Flask's own cookie session needs beyond Flask-Session's cookie.
+pub(crate) struct ClientSide {
+    /// Re-signs unchanged permanent sessions, as Flask re-serializes them.
+    pub(crate) codec: CookieSession,
+    /// Flask's deletion cookie, which (unlike Flask-Session's) repeats Domain, Path, Secure,
+    /// HttpOnly and SameSite.
+    pub(crate) deletion: String,
+}
+
+impl ClientSide {
+    /// Flask's client-side session for `config`.
+    pub(crate) fn new(config: &satchel_core::SessionConfig, codec: CookieSession) -> ClientSide {
+        let mut deletion = format!("{}=", config.cookie_name);
+        if let Some(domain) = &config.cookie_domain {
+            deletion.push_str("; Domain=");
+            deletion.push_str(domain);
+        }
+        deletion.push_str("; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0");
+        if config.cookie_secure {
+            deletion.push_str("; Secure");
+        }
+        if config.cookie_httponly {
+            deletion.push_str("; HttpOnly");
+        }
+        deletion.push_str("; Path=");
+        deletion.push_str(&config.cookie_path);
+        if let Some(same_site) = config.cookie_samesite {
+            deletion.push_str(match same_site {
+                satchel_core::SameSite::Strict => "; SameSite=Strict",
+                satchel_core::SameSite::Lax => "; SameSite=Lax",
+                satchel_core::SameSite::None => "; SameSite=None",
+            });
+        }
+        ClientSide { codec, deletion }
+    }
 }
 
 /// What the probe saw after the handler ran.
@@ -38,21 +86,24 @@ struct Shared {
 struct Outcome {
     permanent: bool,
     empty: bool,
+    /// The handler changed, purged or renewed the session.
+    changed: bool,
 }
 
 /// Sessions with Flask-Session's cookie, around actix-session's middleware and Satchel's store.
 /// Built by [`Satchel::middleware`](crate::Satchel::middleware).
 pub struct FlaskSessionMiddleware {
-    inner: SessionMiddleware<Store>,
+    inner: SessionMiddleware<AnyStore>,
     shared: Rc<Shared>,
 }
 
 impl FlaskSessionMiddleware {
     pub(crate) fn new(
-        inner: SessionMiddleware<Store>,
+        inner: SessionMiddleware<AnyStore>,
         cookie: FlaskCookie,
         inner_key: Key,
         permanent_by_default: bool,
+        client_side: Option<ClientSide>,
     ) -> FlaskSessionMiddleware {
         FlaskSessionMiddleware {
             inner,
@@ -60,12 +111,13 @@ impl FlaskSessionMiddleware {
                 cookie,
                 inner_key,
                 permanent_by_default,
+                client_side,
             }),
         }
     }
 }
 
-type Inner<S> = <SessionMiddleware<Store> as Transform<Probe<S>, ServiceRequest>>::Transform;
+type Inner<S> = <SessionMiddleware<AnyStore> as Transform<Probe<S>, ServiceRequest>>::Transform;
 
 impl<S, B> Transform<S, ServiceRequest> for FlaskSessionMiddleware
 where
@@ -145,11 +197,16 @@ fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> bool {
                 continue; // werkzeug reads the first of duplicate cookies
             }
             found = true;
-            match shared
-                .cookie
-                .session_id(value)
-                .filter(|id| plausible_id(id))
-            {
+            let session_key = if shared.client_side.is_some() {
+                // The whole signed session; the store verifies it.
+                Some(value.as_str()).filter(|v| plausible_client_cookie(v))
+            } else {
+                shared
+                    .cookie
+                    .session_id(value)
+                    .filter(|id| plausible_id(id))
+            };
+            match session_key {
                 Some(id) => sign_inner(shared, id),
                 None => {
                     tracing::debug!(
@@ -186,6 +243,16 @@ fn plausible_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Cheap shape check of a client-side session cookie: base64url and dots, as itsdangerous
+/// writes it, within what a browser keeps.
+fn plausible_client_cookie(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_CLIENT_COOKIE_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn sign_inner(shared: &Shared, id: &str) -> String {
@@ -227,19 +294,29 @@ fn translate_response_cookie<B>(res: &mut ServiceResponse<B>, shared: &Shared, h
 
     let empty = outcome.is_some_and(|o| o.empty);
     let flask_cookie = if inner_cookie.value().is_empty() || empty {
-        // Purged, or emptied by the handler: Flask-Session deletes the cookie, but only sends
-        // the deletion when the browser had one.
-        had_cookie.then(|| shared.cookie.delete_cookie())
+        // Purged, or emptied by the handler: Flask deletes the cookie, but only sends the
+        // deletion when the browser had one.
+        had_cookie.then(|| match &shared.client_side {
+            Some(client) => client.deletion.clone(),
+            None => shared.cookie.delete_cookie(),
+        })
     } else {
         let jar = CookieJar::new();
         match jar.signed(&shared.inner_key).verify(inner_cookie) {
             Some(verified) => {
                 let permanent = outcome.is_none_or(|o| o.permanent);
-                Some(shared.cookie.set_cookie(
-                    verified.value(),
-                    permanent,
-                    time::OffsetDateTime::now_utc(),
-                ))
+                let now = time::OffsetDateTime::now_utc();
+                match &shared.client_side {
+                    None => Some(shared.cookie.set_cookie(verified.value(), permanent, now)),
+                    Some(client) => client_cookie(
+                        shared,
+                        client,
+                        verified.value(),
+                        permanent,
+                        outcome.is_none_or(|o| o.changed),
+                        now,
+                    ),
+                }
             }
             None => {
                 tracing::error!(
@@ -253,6 +330,28 @@ fn translate_response_cookie<B>(res: &mut ServiceResponse<B>, shared: &Shared, h
         headers.append(header::SET_COOKIE, value);
     }
     vary_cookie(headers);
+}
+
+/// Flask's `Set-Cookie` for a client-side session: the cookie the store just signed when the
+/// session changed; when it did not (actix-session re-sends it on every request with
+/// `SESSION_REFRESH_EACH_REQUEST`), Flask sends it again only for a permanent session, signed
+/// anew so its age starts over.
+fn client_cookie(
+    shared: &Shared,
+    client: &ClientSide,
+    value: &str,
+    permanent: bool,
+    changed: bool,
+    now: time::OffsetDateTime,
+) -> Option<String> {
+    if changed {
+        return Some(shared.cookie.set_cookie(value, permanent, now));
+    }
+    if !permanent {
+        return None;
+    }
+    let value = client.codec.resign(value, now.unix_timestamp())?;
+    Some(shared.cookie.set_cookie(&value, permanent, now))
 }
 
 fn vary_cookie(headers: &mut actix_web::http::header::HeaderMap) {
@@ -282,14 +381,22 @@ where
         // One that arrives with data keeps what its `_permanent` key says, as in Flask-Session.
         let arrived_new = req.get_session().entries().is_empty();
         let permanent_by_default = self.shared.permanent_by_default;
+        let client_side = self.shared.client_side.is_some();
         let fut = self.service.call(req);
         Box::pin(async move {
             let res = fut.await?;
             let session = res.request().get_session();
             let explicit = session.get::<bool>(PERMANENT_KEY).ok().flatten();
+            let empty = if client_side {
+                // Flask's own session keeps a cookie holding only `_permanent`.
+                session.entries().is_empty()
+            } else {
+                session.entries().keys().all(|k| k == PERMANENT_KEY)
+            };
             let outcome = Outcome {
                 permanent: explicit.unwrap_or(arrived_new && permanent_by_default),
-                empty: session.entries().keys().all(|k| k == PERMANENT_KEY),
+                empty,
+                changed: session.status() != SessionStatus::Unchanged,
             };
             res.request().extensions_mut().insert(outcome);
             Ok(res)

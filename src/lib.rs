@@ -9,6 +9,8 @@
 //!   `actix_session::SessionMiddleware`; handlers use the ordinary `actix_session::Session`.
 //! * [`Store`] is the `actix_session::storage::SessionStore` over any [`Backend`], for apps that
 //!   build the middleware by hand.
+//! * `SESSION_TYPE=cookie` keeps the whole session in Flask's own signed cookie
+//!   ([`CookieStore`], [`cookie_session`]), shared with a Flask app that has the same `SECRET_KEY`.
 //! * [`value`] explains how bytes and datetimes look to handlers.
 //!
 //! ```no_run
@@ -35,6 +37,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod backends;
+pub mod cookie_session;
+mod cookie_store;
 pub mod flask_cookie;
 mod flask_middleware;
 mod middleware;
@@ -42,10 +46,11 @@ mod store;
 pub mod value;
 
 pub use backends::AnyBackend;
+pub use cookie_store::{CookieStore, CookieTooLarge, MAX_COOKIE_SIZE};
 pub use flask_middleware::{FlaskSessionMiddleware, FlaskSessionService};
-pub use middleware::{Satchel, cookie_key};
+pub use middleware::{AnyStore, Satchel, cookie_key};
 pub use satchel_core::{
-    Backend, BackendError, Codec, ConfigError, MemoryBackend, SameSite, Secret,
+    Backend, BackendError, Codec, ConfigError, LoadErrorPolicy, MemoryBackend, SameSite, Secret,
     SerializationFormat, SessionConfig, SessionData, SessionId, SessionType,
 };
 pub use store::Store;

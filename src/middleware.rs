@@ -6,13 +6,68 @@ use actix_session::config::{
     BrowserSession, CookieContentSecurity, PersistentSession, SessionMiddlewareBuilder,
     TtlExtensionPolicy,
 };
+use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Key, SameSite as CookieSameSite};
-use satchel_core::{ConfigError, SameSite, Secret, SessionConfig};
+use satchel_core::{ConfigError, SameSite, Secret, SessionConfig, SessionType};
 use sha2::{Digest, Sha512};
 
+use crate::cookie_store::CookieStore;
 use crate::flask_cookie::FlaskCookie;
-use crate::flask_middleware::FlaskSessionMiddleware;
+use crate::flask_middleware::{ClientSide, FlaskSessionMiddleware};
 use crate::store::Store;
+use crate::value::ActixState;
+
+/// The session store `SESSION_TYPE` chose: server-side ([`Store`]) or Flask's client-side
+/// cookie ([`CookieStore`]).
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// A backend on a server (`redis`, `sqlalchemy`, `memory`, …).
+    Server(Store),
+    /// `SESSION_TYPE=cookie`: the session is the signed cookie.
+    Cookie(CookieStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Server($store) => $call,
+            AnyStore::Cookie($store) => $call,
+        }
+    };
+}
+
+impl SessionStore for AnyStore {
+    async fn load(&self, session_key: &SessionKey) -> Result<Option<ActixState>, LoadError> {
+        dispatch!(self, s => s.load(session_key).await)
+    }
+
+    async fn save(&self, state: ActixState, ttl: &CookieDuration) -> Result<SessionKey, SaveError> {
+        dispatch!(self, s => s.save(state, ttl).await)
+    }
+
+    async fn update(
+        &self,
+        session_key: SessionKey,
+        state: ActixState,
+        ttl: &CookieDuration,
+    ) -> Result<SessionKey, UpdateError> {
+        dispatch!(self, s => s.update(session_key, state, ttl).await)
+    }
+
+    async fn update_ttl(
+        &self,
+        session_key: &SessionKey,
+        ttl: &CookieDuration,
+    ) -> anyhow::Result<()> {
+        dispatch!(self, s => s.update_ttl(session_key, ttl).await)
+    }
+
+    async fn delete(&self, session_key: &SessionKey) -> anyhow::Result<()> {
+        dispatch!(self, s => s.delete(session_key).await)
+    }
+}
 
 /// The session store and cookie settings of an app, built once in `main`.
 ///
@@ -33,7 +88,7 @@ use crate::store::Store;
 /// ```
 #[derive(Clone)]
 pub struct Satchel {
-    store: Store,
+    store: AnyStore,
     config: SessionConfig,
     /// Signs actix-session's own cookie, when that format is used.
     key: Key,
@@ -49,12 +104,24 @@ impl Satchel {
         Satchel::from_config(SessionConfig::from_env()?).await
     }
 
-    /// Connects the backend `config` names. `SECRET_KEY` is needed only with
-    /// `SESSION_USE_SIGNER` (Flask's cookie) or for [`actix_middleware`](Self::actix_middleware),
-    /// whose cookies otherwise use a random key and do not survive a restart.
+    /// Connects the backend `config` names. `SECRET_KEY` is needed with `SESSION_TYPE=cookie`
+    /// (it signs the session), with `SESSION_USE_SIGNER` (Flask-Session's signed id) and for
+    /// [`actix_middleware`](Self::actix_middleware), whose cookies otherwise use a random key
+    /// and do not survive a restart.
     pub async fn from_config(config: SessionConfig) -> Result<Satchel, ConfigError> {
-        let flask_cookie = FlaskCookie::new(&config)?;
-        let store = Store::connect(&config).await?;
+        let (flask_cookie, store) = if config.session_type == SessionType::Cookie {
+            let store = CookieStore::new(&config)?;
+            // Flask-Session's id signer has no part in Flask's own cookie session.
+            let mut unsigned = config.clone();
+            unsigned.use_signer = false;
+            (FlaskCookie::new(&unsigned)?, AnyStore::Cookie(store))
+        } else {
+            let flask_cookie = FlaskCookie::new(&config)?;
+            (
+                flask_cookie,
+                AnyStore::Server(Store::connect(&config).await?),
+            )
+        };
         let key = match &config.secret_key {
             Some(secret) => cookie_key(secret),
             // Flask's cookie carries the bare id, so only actix-session's format needs a key.
@@ -69,8 +136,17 @@ impl Satchel {
         })
     }
 
-    /// The store, e.g. to build `SessionMiddleware` by hand.
-    pub fn store(&self) -> &Store {
+    /// The server-side store, e.g. to build `SessionMiddleware` by hand; `None` for
+    /// `SESSION_TYPE=cookie`, which stores nothing on a server.
+    pub fn store(&self) -> Option<&Store> {
+        match &self.store {
+            AnyStore::Server(store) => Some(store),
+            AnyStore::Cookie(_) => None,
+        }
+    }
+
+    /// The store `SESSION_TYPE` chose, server-side or client-side.
+    pub fn any_store(&self) -> &AnyStore {
         &self.store
     }
 
@@ -81,8 +157,9 @@ impl Satchel {
 
     /// The session middleware for one worker, speaking Flask-Session's cookie: name, value
     /// (the id, signed with `SESSION_USE_SIGNER`) and attributes as Flask-Session 0.8 sends
-    /// them, so a Flask app on the same domain and store shares the session. Handlers use
-    /// `actix_session::Session`.
+    /// them, so a Flask app on the same domain and store shares the session. With
+    /// `SESSION_TYPE=cookie`, Flask's own signed session cookie instead, which a Flask app with
+    /// the same `SECRET_KEY` reads and writes. Handlers use `actix_session::Session`.
     pub fn middleware(&self) -> FlaskSessionMiddleware {
         let inner = self
             .session_middleware(self.inner_key.clone())
@@ -95,11 +172,16 @@ impl Satchel {
                     .session_ttl_extension_policy(self.ttl_policy()),
             )
             .build();
+        let client_side = match &self.store {
+            AnyStore::Cookie(store) => Some(ClientSide::new(&self.config, store.codec().clone())),
+            AnyStore::Server(_) => None,
+        };
         FlaskSessionMiddleware::new(
             inner,
             self.flask_cookie.clone(),
             self.inner_key.clone(),
             self.config.permanent,
+            client_side,
         )
     }
 
@@ -107,7 +189,7 @@ impl Satchel {
     /// derived from `SECRET_KEY`), over the same store, for apps that do not share sessions
     /// with Flask: persistent when `SESSION_PERMANENT`, with the TTL extended on every request
     /// when `SESSION_REFRESH_EACH_REQUEST`.
-    pub fn actix_middleware(&self) -> SessionMiddleware<Store> {
+    pub fn actix_middleware(&self) -> SessionMiddleware<AnyStore> {
         let builder = self.session_middleware(self.key.clone());
         let builder = if self.config.permanent {
             builder.session_lifecycle(
@@ -138,7 +220,7 @@ impl Satchel {
         }
     }
 
-    fn session_middleware(&self, key: Key) -> SessionMiddlewareBuilder<Store> {
+    fn session_middleware(&self, key: Key) -> SessionMiddlewareBuilder<AnyStore> {
         let c = &self.config;
         SessionMiddleware::builder(self.store.clone(), key)
             .cookie_name(c.cookie_name.clone())

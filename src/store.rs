@@ -7,7 +7,9 @@ use std::time::Duration;
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
 use satchel_core::codec::PERMANENT_KEY;
-use satchel_core::{Backend, Codec, ConfigError, SessionConfig, SessionId};
+use satchel_core::{
+    Backend, Codec, ConfigError, LoadErrorPolicy, SessionConfig, SessionId, SessionTooLarge,
+};
 
 use crate::backends::AnyBackend;
 use crate::value::{ActixState, from_actix, to_actix};
@@ -57,6 +59,8 @@ struct Inner<B> {
     /// same round trip, so `update_ttl` has nothing left to do.
     refresh_each_request: bool,
     lifetime: Duration,
+    on_load_error: LoadErrorPolicy,
+    max_session_size: usize,
 }
 
 impl<B: Backend> Clone for Store<B> {
@@ -88,12 +92,15 @@ impl<B: Backend> Store<B> {
         Store {
             inner: Arc::new(Inner {
                 backend,
-                codec: Codec::new(config.serialization_format),
+                codec: Codec::new(config.serialization_format)
+                    .with_legacy_pickle(config.pickle_fallback),
                 key_prefix: config.key_prefix.clone(),
                 id_length: config.id_length,
                 permanent: config.permanent,
                 refresh_each_request: config.refresh_each_request,
                 lifetime: config.permanent_session_lifetime,
+                on_load_error: config.on_load_error,
+                max_session_size: config.max_session_size,
             }),
         }
     }
@@ -121,8 +128,18 @@ impl<B: Backend> Store<B> {
         }
     }
 
-    fn encode(&self, state: ActixState) -> Result<Vec<u8>, satchel_core::CodecError> {
-        self.inner.codec.encode(&from_actix(state))
+    /// Encodes a session, refusing one over `SATCHEL_MAX_SESSION_SIZE`.
+    fn encode(&self, state: ActixState) -> anyhow::Result<Vec<u8>> {
+        let bytes = self.inner.codec.encode(&from_actix(state))?;
+        if bytes.len() > self.inner.max_session_size {
+            let error = SessionTooLarge::OverLimit {
+                size: bytes.len(),
+                limit: self.inner.max_session_size,
+            };
+            tracing::error!(%error, "session not saved");
+            return Err(error.into());
+        }
+        Ok(bytes)
     }
 
     /// Saves a new session under a fresh id, retrying with another id on a collision.
@@ -167,12 +184,24 @@ impl<B: Backend> SessionStore for Store<B> {
             backend.load(&key).await
         };
         let bytes = match loaded {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Ok(None),
-            Err(error) => {
-                tracing::error!(backend = backend.name(), %error, "loading a session failed");
-                return Err(LoadError::Other(error.into()));
-            }
+            Ok(Some(bytes)) if !bytes.is_empty() => bytes,
+            // Flask-Session treats an empty stored value as a miss.
+            Ok(_) => return Ok(None),
+            Err(error) => match self.inner.on_load_error {
+                LoadErrorPolicy::Fail => {
+                    tracing::error!(backend = backend.name(), %error, "loading a session failed");
+                    return Err(LoadError::Other(error.into()));
+                }
+                LoadErrorPolicy::Fresh => {
+                    tracing::warn!(
+                        backend = backend.name(),
+                        %error,
+                        "loading a session failed; continuing with an empty session \
+                         (SATCHEL_ON_LOAD_ERROR=fresh)"
+                    );
+                    return Ok(None);
+                }
+            },
         };
         match self.inner.codec.decode(&bytes) {
             Ok(session) => Ok(Some(to_actix(session))),
@@ -207,9 +236,7 @@ impl<B: Backend> SessionStore for Store<B> {
         if self.inner.permanent && !state.contains_key(PERMANENT_KEY) {
             state.insert(PERMANENT_KEY.to_owned(), "true".to_owned());
         }
-        let value = self
-            .encode(state)
-            .map_err(|e| SaveError::Serialization(e.into()))?;
+        let value = self.encode(state).map_err(SaveError::Serialization)?;
         self.save_new(&value, self.ttl(ttl)).await.map_err(|error| {
             tracing::error!(backend = self.inner.backend.name(), %error, "saving a new session failed");
             SaveError::Other(error)
@@ -234,9 +261,7 @@ impl<B: Backend> SessionStore for Store<B> {
                 .map_err(|e| UpdateError::Other(e.into()))?;
             return Ok(session_key);
         }
-        let value = self
-            .encode(state)
-            .map_err(|e| UpdateError::Serialization(e.into()))?;
+        let value = self.encode(state).map_err(UpdateError::Serialization)?;
         let ttl = self.ttl(ttl);
         match backend.replace(&key, &value, ttl).await {
             Ok(true) => Ok(session_key),

@@ -339,3 +339,109 @@ async fn an_update_after_expiry_saves_under_a_new_id() {
             .is_some()
     );
 }
+
+/// A backend whose every call fails, as a stopped server does.
+struct DownBackend;
+
+fn down() -> satchel::BackendError {
+    satchel::BackendError::driver(
+        "down",
+        satchel_core::Operation::Load,
+        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"),
+    )
+}
+
+impl Backend for DownBackend {
+    async fn load(&self, _: &str) -> Result<Option<Vec<u8>>, satchel::BackendError> {
+        Err(down())
+    }
+    async fn load_and_touch(
+        &self,
+        _: &str,
+        _: Duration,
+    ) -> Result<Option<Vec<u8>>, satchel::BackendError> {
+        Err(down())
+    }
+    async fn insert(&self, _: &str, _: &[u8], _: Duration) -> Result<bool, satchel::BackendError> {
+        Err(down())
+    }
+    async fn store(&self, _: &str, _: &[u8], _: Duration) -> Result<(), satchel::BackendError> {
+        Err(down())
+    }
+    async fn touch(&self, _: &str, _: Duration) -> Result<bool, satchel::BackendError> {
+        Err(down())
+    }
+    async fn delete(&self, _: &str) -> Result<(), satchel::BackendError> {
+        Err(down())
+    }
+    async fn purge_expired(&self) -> Result<u64, satchel::BackendError> {
+        Err(down())
+    }
+    fn name(&self) -> &'static str {
+        "down"
+    }
+}
+
+fn cookie_with_valid_id() -> Cookie<'static> {
+    // A well-formed id, so the store does ask the backend.
+    let id = satchel::SessionId::generate(32).unwrap();
+    let mut jar = actix_web::cookie::CookieJar::new();
+    jar.signed_mut(&Key::from(&[7u8; 64]))
+        .add(Cookie::new("session", String::from(id)));
+    jar.get("session").unwrap().clone()
+}
+
+#[actix_web::test]
+async fn a_failed_load_fails_the_request_by_default() {
+    let store = Store::new(DownBackend, &config(Duration::from_secs(3600)));
+    let app = app!(store);
+    let request = test::TestRequest::get()
+        .uri("/whoami")
+        .cookie(cookie_with_valid_id())
+        .to_request();
+    let response = test::try_call_service(&app, request).await;
+    let status = match response {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
+    };
+    assert_eq!(status, actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[actix_web::test]
+async fn a_failed_load_continues_with_an_empty_session_when_configured() {
+    let mut config = config(Duration::from_secs(3600));
+    config.on_load_error = satchel::LoadErrorPolicy::Fresh;
+    let store = Store::new(DownBackend, &config);
+    let app = app!(store);
+    let request = test::TestRequest::get()
+        .uri("/whoami")
+        .cookie(cookie_with_valid_id())
+        .to_request();
+    let response = test::call_service(&app, request).await;
+    assert!(response.status().is_success());
+    assert_eq!(test::read_body(response).await, "");
+}
+
+#[actix_web::test]
+async fn a_session_over_the_size_limit_is_refused_with_a_500() {
+    let mut config = config(Duration::from_secs(3600));
+    config.max_session_size = 64;
+    let store = Store::new(MemoryBackend::new(), &config);
+    let app = app!(store);
+    let name = "x".repeat(100);
+    let request = test::TestRequest::post()
+        .uri(&format!("/login/{name}"))
+        .to_request();
+    let status = match test::try_call_service(&app, request).await {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
+    };
+    assert_eq!(status, actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let request = test::TestRequest::post().uri("/login/bob").to_request();
+    assert!(
+        test::call_service(&app, request)
+            .await
+            .status()
+            .is_success()
+    );
+}

@@ -90,6 +90,7 @@ async fn login_sends_flask_sessions_cookie_and_stores_flask_sessions_bytes() {
 
     let stored = satchel
         .store()
+        .unwrap()
         .backend()
         .load(&format!("session:{id}"))
         .await
@@ -113,6 +114,7 @@ async fn a_session_flask_wrote_is_read_through_the_bare_id_cookie() {
     let flask_bytes = b"\x83\xaa_permanent\xc3\xa8username\xa5alice\xa1n\x03";
     satchel
         .store()
+        .unwrap()
         .backend()
         .store(
             &format!("session:{id}"),
@@ -213,6 +215,7 @@ async fn logout_deletes_entry_and_sends_flasks_deletion_cookie() {
         assert_eq!(
             satchel
                 .store()
+                .unwrap()
                 .backend()
                 .load(&format!("session:{id}"))
                 .await
@@ -239,6 +242,7 @@ async fn non_permanent_sessions_get_a_browser_session_cookie_and_no_permanent_ke
     let id = cookie_value(&cookie);
     let stored = satchel
         .store()
+        .unwrap()
         .backend()
         .load(&format!("session:{id}"))
         .await

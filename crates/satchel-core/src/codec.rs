@@ -49,7 +49,8 @@ impl SerializationFormat {
     }
 }
 
-/// Encodes sessions in one format and decodes either.
+/// Encodes sessions in one format; decodes MessagePack, JSON and (unless turned off) the pickles
+/// Flask-Session 0.4–0.6 wrote.
 ///
 /// # Example
 ///
@@ -67,20 +68,56 @@ impl SerializationFormat {
 /// assert_eq!(bytes.len(), 31);
 /// assert_eq!(Codec::default().decode(&bytes).unwrap(), session);
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Codec {
     format: SerializationFormat,
+    legacy_pickle: bool,
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        Codec::new(SerializationFormat::default())
+    }
 }
 
 impl Codec {
-    /// A codec that writes `format`.
+    /// A codec that writes `format` and reads MessagePack, JSON and legacy pickles.
     pub fn new(format: SerializationFormat) -> Codec {
-        Codec { format }
+        Codec {
+            format,
+            legacy_pickle: true,
+        }
+    }
+
+    /// Whether to read values pickled by Flask-Session 0.4–0.6 (plain data only, see
+    /// [`crate::pickle`]) when they are neither MessagePack nor JSON. On by default
+    /// (`SESSION_PICKLE_FALLBACK`); a session read this way is written back in this codec's
+    /// format on its next write.
+    ///
+    /// ```
+    /// use satchel_core::{Codec, SerializationFormat};
+    ///
+    /// // python3 -c "import pickle,sys; sys.stdout.buffer.write(pickle.dumps({'n': 3}, protocol=2))"
+    /// let pickled = b"\x80\x02}q\x00X\x01\x00\x00\x00nq\x01K\x03s.";
+    /// let codec = Codec::new(SerializationFormat::Msgpack);
+    /// assert_eq!(codec.decode(pickled).unwrap()["n"], rmpv::Value::from(3));
+    /// assert!(codec.with_legacy_pickle(false).decode(pickled).is_err());
+    /// ```
+    pub fn with_legacy_pickle(self, enabled: bool) -> Codec {
+        Codec {
+            legacy_pickle: enabled,
+            ..self
+        }
     }
 
     /// The format this codec writes.
     pub fn format(&self) -> SerializationFormat {
         self.format
+    }
+
+    /// Whether this codec reads legacy pickles.
+    pub fn legacy_pickle(&self) -> bool {
+        self.legacy_pickle
     }
 
     /// Encodes a session in this codec's format.
@@ -96,11 +133,32 @@ impl Codec {
         }
     }
 
-    /// Decodes stored bytes: MessagePack first, then JSON, as Flask-Session reads them.
+    /// Decodes stored bytes: MessagePack first, then JSON, then (if enabled) a legacy pickle,
+    /// as Flask-Session reads them.
     pub fn decode(&self, bytes: &[u8]) -> Result<SessionData, CodecError> {
         decode_msgpack(bytes)
             .or_else(|| decode_json(bytes))
+            .or_else(|| self.decode_legacy_pickle(bytes))
             .ok_or(CodecError::Undecodable { len: bytes.len() })
+    }
+
+    fn decode_legacy_pickle(&self, bytes: &[u8]) -> Option<SessionData> {
+        if !self.legacy_pickle {
+            return None;
+        }
+        match crate::pickle::decode(bytes) {
+            Ok(session) => {
+                tracing::debug!(
+                    format = self.format.as_str(),
+                    "read a legacy pickled session"
+                );
+                Some(session)
+            }
+            Err(error) => {
+                tracing::debug!(%error, "stored session is not a plain-data pickle either");
+                None
+            }
+        }
     }
 }
 
@@ -376,6 +434,55 @@ mod tests {
             b"\x81\x01\x02",
         ] {
             assert!(codec.decode(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    // `{'_permanent': True, 'username': 'alice', 'n': 3}` as Flask-Session 0.4–0.6 stored it:
+    // python3 -c "import pickle,sys; sys.stdout.buffer.write(pickle.dumps(
+    //     {'_permanent': True, 'username': 'alice', 'n': 3}, protocol=N))"
+    // with N = 0 (its memcached backend) and 4 (Python 3.8+'s default, its other backends).
+    const PICKLED_ALICE_0: &[u8] =
+        b"(dp0\nV_permanent\np1\nI01\nsVusername\np2\nValice\np3\nsVn\np4\nI3\ns.";
+    const PICKLED_ALICE_4: &[u8] = b"\x80\x04\x95,\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\n_permanent\x94\x88\x8c\x08username\x94\x8c\x05alice\x94\x8c\x01n\x94K\x03u.";
+
+    #[test]
+    fn legacy_pickles_are_read_and_rewritten_as_flask_session_msgpack() {
+        for pickled in [PICKLED_ALICE_0, PICKLED_ALICE_4] {
+            let codec = Codec::new(SerializationFormat::Msgpack);
+            assert!(codec.legacy_pickle());
+            let session = codec.decode(pickled).unwrap();
+            assert_eq!(session, alice());
+            assert_eq!(
+                session.keys().collect::<Vec<_>>(),
+                ["_permanent", "username", "n"]
+            );
+            assert_eq!(codec.encode(&session).unwrap(), FLASK_ALICE);
+        }
+    }
+
+    #[test]
+    fn legacy_pickles_are_undecodable_with_the_fallback_off() {
+        let codec = Codec::default().with_legacy_pickle(false);
+        assert!(!codec.legacy_pickle());
+        for pickled in [PICKLED_ALICE_0, PICKLED_ALICE_4] {
+            assert!(matches!(
+                codec.decode(pickled),
+                Err(CodecError::Undecodable { .. })
+            ));
+        }
+        // MessagePack and JSON are unaffected.
+        assert_eq!(codec.decode(&FLASK_ALICE).unwrap(), alice());
+    }
+
+    #[test]
+    fn pickles_that_need_a_class_or_global_are_undecodable() {
+        for bad in [
+            &b"cos\nsystem\n(S'echo pwned'\ntR."[..],
+            b"\x80\x04\x95\"\x00\x00\x00\x00\x00\x00\x00\x8c\x0bcollections\x94\x8c\x0bOrderedDict\x94\x93\x94)R\x94.",
+        ] {
+            let err = Codec::default().decode(bad).unwrap_err();
+            assert!(matches!(err, CodecError::Undecodable { .. }));
+            assert!(err.to_string().contains("pickle"), "{err}");
         }
     }
 

@@ -129,6 +129,44 @@ impl TryFrom<String> for SameSite {
     }
 }
 
+/// What a request does when its session cannot be loaded because the backend failed
+/// (`SATCHEL_ON_LOAD_ERROR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum LoadErrorPolicy {
+    /// Fail the request with a 500 (`fail`, the default): a user is never silently logged out.
+    #[default]
+    Fail,
+    /// Log the error and continue with an empty session (`fresh`): the site stays up while the
+    /// session store is down, at the price of users appearing logged out.
+    Fresh,
+}
+
+impl FromStr for LoadErrorPolicy {
+    type Err = ConfigError;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "fail" => Ok(LoadErrorPolicy::Fail),
+            "fresh" => Ok(LoadErrorPolicy::Fresh),
+            _ => Err(invalid(
+                "SATCHEL_ON_LOAD_ERROR",
+                value,
+                "fail or fresh".into(),
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for LoadErrorPolicy {
+    type Error = ConfigError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+/// Flask-Session has no limit; Satchel refuses sessions larger than this by default.
+pub const DEFAULT_MAX_SESSION_SIZE: usize = 1024 * 1024;
+
 /// A secret that never appears in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -198,6 +236,11 @@ pub struct SessionConfig {
     /// `SESSION_SERIALIZATION_FORMAT`: `msgpack` (default) or `json`.
     #[serde(rename = "SESSION_SERIALIZATION_FORMAT")]
     pub serialization_format: SerializationFormat,
+    /// `SESSION_PICKLE_FALLBACK` (Satchel's own): read values pickled by Flask-Session 0.4–0.6
+    /// (plain data only; anything needing a class is refused) and rewrite them in
+    /// `SESSION_SERIALIZATION_FORMAT` on the next write. Default true, as Flask-Session 0.7+.
+    #[serde(rename = "SESSION_PICKLE_FALLBACK")]
+    pub pickle_fallback: bool,
     /// `SESSION_REDIS`: a Redis URL (cluster and sentinel forms are described in the README).
     #[serde(rename = "SESSION_REDIS")]
     pub redis: Option<String>,
@@ -244,6 +287,14 @@ pub struct SessionConfig {
     /// Default 5.
     #[serde(rename = "SATCHEL_OPERATION_TIMEOUT", with = "seconds")]
     pub operation_timeout: Duration,
+    /// `SATCHEL_ON_LOAD_ERROR` (Satchel's own): `fail` (default) answers 500 when the backend
+    /// cannot load a session; `fresh` logs and continues with an empty session.
+    #[serde(rename = "SATCHEL_ON_LOAD_ERROR")]
+    pub on_load_error: LoadErrorPolicy,
+    /// `SATCHEL_MAX_SESSION_SIZE` (Satchel's own): the largest encoded session, in bytes, that
+    /// is stored; a larger one fails the request with an error saying so. Default 1 MiB.
+    #[serde(rename = "SATCHEL_MAX_SESSION_SIZE")]
+    pub max_session_size: usize,
     /// `SECRET_KEY`: signs cookies. Any length, as in Flask.
     #[serde(rename = "SECRET_KEY")]
     pub secret_key: Option<Secret>,
@@ -286,6 +337,7 @@ impl Default for SessionConfig {
             key_prefix: "session:".into(),
             id_length: DEFAULT_ID_BYTES,
             serialization_format: SerializationFormat::Msgpack,
+            pickle_fallback: true,
             redis: None,
             memcached: None,
             mongodb: None,
@@ -300,6 +352,8 @@ impl Default for SessionConfig {
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(5),
+            on_load_error: LoadErrorPolicy::Fail,
+            max_session_size: DEFAULT_MAX_SESSION_SIZE,
             secret_key: None,
             secret_key_fallbacks: Vec::new(),
             cookie_name: "session".into(),
@@ -377,6 +431,7 @@ impl SessionConfig {
                 }
             };
         }
+        set_bool(&get, "SESSION_PICKLE_FALLBACK", &mut c.pickle_fallback)?;
         c.redis = get("SESSION_REDIS");
         c.memcached = get("SESSION_MEMCACHED");
         c.mongodb = get("SESSION_MONGODB");
@@ -402,6 +457,15 @@ impl SessionConfig {
         )?;
         set_secs(&get, "SATCHEL_CONNECT_TIMEOUT", &mut c.connect_timeout)?;
         set_secs(&get, "SATCHEL_OPERATION_TIMEOUT", &mut c.operation_timeout)?;
+        if let Some(v) = get("SATCHEL_ON_LOAD_ERROR") {
+            c.on_load_error = v.parse()?;
+        }
+        set_parsed(
+            &get,
+            "SATCHEL_MAX_SESSION_SIZE",
+            "a whole number of bytes",
+            &mut c.max_session_size,
+        )?;
         c.secret_key = get("SECRET_KEY").map(Secret);
         if let Some(v) = get("SECRET_KEY_FALLBACKS") {
             c.secret_key_fallbacks = v
@@ -461,6 +525,13 @@ impl SessionConfig {
                 "SESSION_COOKIE_NAME",
                 &self.cookie_name,
                 "a cookie name: visible ASCII without separators".into(),
+            ));
+        }
+        if self.max_session_size == 0 {
+            return Err(invalid(
+                "SATCHEL_MAX_SESSION_SIZE",
+                "0",
+                "at least 1 byte".into(),
             ));
         }
         if self.pool_size == 0 {
@@ -614,6 +685,22 @@ mod tests {
     }
 
     #[test]
+    fn pickle_fallback_is_on_by_default_and_can_be_turned_off() {
+        assert!(
+            SessionConfig::from_lookup(|_| None)
+                .unwrap()
+                .pickle_fallback
+        );
+        let off = lookup(&[("SESSION_PICKLE_FALLBACK", "false")]);
+        assert!(!SessionConfig::from_lookup(off).unwrap().pickle_fallback);
+        let json: SessionConfig =
+            serde_json::from_str(r#"{"SESSION_PICKLE_FALLBACK": false}"#).unwrap();
+        assert!(!json.pickle_fallback);
+        let bad = lookup(&[("SESSION_PICKLE_FALLBACK", "sometimes")]);
+        assert!(SessionConfig::from_lookup(bad).is_err());
+    }
+
+    #[test]
     fn malformed_settings_name_themselves() {
         for (name, value) in [
             ("SESSION_TYPE", "nosuch"),
@@ -626,6 +713,9 @@ mod tests {
             ("PERMANENT_SESSION_LIFETIME", "0"),
             ("SESSION_COOKIE_NAME", "a b"),
             ("SATCHEL_POOL_SIZE", "0"),
+            ("SATCHEL_ON_LOAD_ERROR", "ignore"),
+            ("SATCHEL_MAX_SESSION_SIZE", "big"),
+            ("SATCHEL_MAX_SESSION_SIZE", "0"),
             ("SESSION_CLEANUP_N_REQUESTS", "-1"),
         ] {
             let err = SessionConfig::from_lookup(lookup(&[(name, value)])).unwrap_err();

@@ -73,8 +73,11 @@ impl BackendError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CodecError {
-    /// The bytes are neither a MessagePack map nor a JSON object.
-    #[error("stored session is neither a MessagePack map nor a JSON object ({len} bytes)")]
+    /// The bytes are neither a MessagePack map, a JSON object nor (when that fallback is on) a
+    /// Python pickle of a plain-data dict.
+    #[error(
+        "stored session is neither a MessagePack map, a JSON object nor a plain-data pickle ({len} bytes)"
+    )]
     Undecodable {
         /// Length of the refused bytes.
         len: usize,
@@ -86,6 +89,23 @@ pub enum CodecError {
         format: &'static str,
         /// Why.
         reason: String,
+    },
+}
+
+/// A session that Satchel refuses to store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionTooLarge {
+    /// The encoded session is over `SATCHEL_MAX_SESSION_SIZE`.
+    #[error(
+        "session of {size} bytes is over SATCHEL_MAX_SESSION_SIZE={limit}; keep less in the \
+         session or raise the limit"
+    )]
+    OverLimit {
+        /// Encoded size.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
     },
 }
 

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod memory;
+pub mod pickle;
 pub mod session_id;
 #[cfg(feature = "testkit")]
 #[allow(clippy::expect_used, clippy::unwrap_used)]
@@ -17,8 +18,8 @@ pub mod testkit;
 
 pub use backend::{Backend, Operation};
 pub use codec::{Codec, SerializationFormat, SessionData};
-pub use config::{SameSite, Secret, SessionConfig, SessionType};
-pub use error::{BackendError, BoxError, CodecError, ConfigError};
+pub use config::{LoadErrorPolicy, SameSite, Secret, SessionConfig, SessionType};
+pub use error::{BackendError, BoxError, CodecError, ConfigError, SessionTooLarge};
 pub use memory::MemoryBackend;
 pub use rmpv;
 pub use session_id::{InvalidSessionId, SessionId};

@@ -22,13 +22,19 @@ pub fn run<F: Future<Output = ()>>(body: F) {
 }
 
 /// True when the user asked to skip this backend with `SATCHEL_SKIP_<BACKEND>=1`; prints so.
+///
+/// A variant such as `REDIS_CLUSTER` is also skipped by its family's variable
+/// (`SATCHEL_SKIP_REDIS`).
 pub fn skipped(backend: &str) -> bool {
-    let var = format!("SATCHEL_SKIP_{backend}");
-    let skip = std::env::var(&var).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    if skip {
-        eprintln!("SKIPPED: {backend} backend test, because {var}=1");
+    let family = backend.split('_').next().unwrap_or(backend);
+    for name in [backend, family] {
+        let var = format!("SATCHEL_SKIP_{name}");
+        if std::env::var(&var).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+            eprintln!("SKIPPED: {backend} backend test, because {var}=1");
+            return true;
+        }
     }
-    skip
+    false
 }
 
 /// A fresh key under a prefix no other test run uses.

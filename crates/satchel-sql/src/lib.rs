@@ -1,1 +1,558 @@
-//! placeholder
+//! Satchel's SQL session backend: SQLite (the embedded default), PostgreSQL and MySQL/MariaDB,
+//! on the very table Flask-Session's `SESSION_TYPE = "sqlalchemy"` uses.
+//!
+//! [`SqlBackend::connect`] reads `SESSION_SQLALCHEMY` (the database URL; SQLite in
+//! [`DEFAULT_SQLITE_URL`](satchel_core::config::DEFAULT_SQLITE_URL) when unset),
+//! `SESSION_SQLALCHEMY_TABLE` and `SESSION_SQLALCHEMY_SCHEMA`, creates the table if it is
+//! missing (unless `SESSION_SQLALCHEMY_CREATE_TABLE` is false), checks an existing table's
+//! shape, adds an index on `expiry`, and starts the purge of expired rows.
+//!
+//! # URLs
+//!
+//! | database | URL | cargo feature |
+//! |---|---|---|
+//! | SQLite | `sqlite://relative/path.db`, `sqlite:///absolute/path.db`, `sqlite::memory:` | `sqlite` (default) |
+//! | PostgreSQL | `postgres://user:password@host:5432/db` (or `postgresql://`) | `postgres` |
+//! | MySQL, MariaDB | `mysql://user:password@host:3306/db` (or `mariadb://`) | `mysql` |
+//!
+//! SQLAlchemy's driver suffixes are accepted and ignored (`postgresql+psycopg2://`,
+//! `mysql+pymysql://`), so a Flask app's `SQLALCHEMY_DATABASE_URI` can usually be copied as it
+//! is. One exception: SQLAlchemy reads `sqlite:///x.db` (three slashes) as a *relative* path,
+//! sqlx as the absolute `/x.db`; write `sqlite://x.db` for a relative file. SQLAlchemy's
+//! absolute form `sqlite:////abs/x.db` works unchanged. Messages and logs show URLs with the
+//! password replaced by `***` ([`redact_url`]).
+//!
+//! # The table
+//!
+//! Column for column Flask-Session 0.8's model, so a Flask app and a Satchel app can share it:
+//!
+//! | column | SQLite | PostgreSQL | MySQL/MariaDB |
+//! |---|---|---|---|
+//! | `id` | `INTEGER` primary key | `SERIAL` primary key | `INTEGER AUTO_INCREMENT` primary key |
+//! | `session_id` | `VARCHAR(255)` unique | `VARCHAR(255)` unique | `VARCHAR(255)` unique, `utf8mb4_bin` |
+//! | `data` | `BLOB` | `BYTEA` | `MEDIUMBLOB` (16 MiB) |
+//! | `expiry` | `DATETIME` (text) | `TIMESTAMP WITHOUT TIME ZONE` | `DATETIME(6)` |
+//!
+//! plus an index `ix_<table>_expiry` on `expiry` (Flask-Session has none; the purge needs it),
+//! added to an existing table too when it has no index on `expiry`. With
+//! `SESSION_SQLALCHEMY_CREATE_TABLE=false` Satchel runs no DDL at all: it only checks the shape.
+//! `expiry` is naive UTC, as Flask-Session's `datetime.utcnow() + lifetime`.
+//!
+//! Differences on MySQL/MariaDB, where SQLAlchemy would create `data BLOB` (64 KiB at most)
+//! and `expiry DATETIME` (whole seconds): Satchel creates `MEDIUMBLOB` so a 1 MiB session fits,
+//! `DATETIME(6)` so sub-second lifetimes are exact, and a binary collation on `session_id` so
+//! ids differing only in case stay distinct. SQLAlchemy reads all three as it reads its own
+//! types. On a table Flask created, Satchel keeps working within that table's limits: a value
+//! larger than its `BLOB` is refused with [`BackendError::ValueTooLarge`] before it is sent.
+//!
+//! # Operations
+//!
+//! One statement per operation where the database allows: reads filter out expired rows
+//! (`expiry > now`, with `now` computed here in UTC like Flask's `utcnow()`); `store` is an
+//! atomic upsert; `replace` is one `UPDATE … WHERE expiry > now`; `insert` takes over an *expired* row with the same id and reports a *live*
+//! one as a collision; `load_and_touch` is one `UPDATE … RETURNING` on SQLite and PostgreSQL.
+//! On PostgreSQL and MySQL `store` first tries a plain `UPDATE` and only then upserts, because
+//! every upsert draws a value from `id`'s sequence even when it updates, and Flask's 32-bit
+//! `id` would run out after some two billion saves.
+//!
+//! Each operation is bounded by `SATCHEL_OPERATION_TIMEOUT` ([`BackendError::Timeout`] when
+//! it fires; on PostgreSQL the server's `statement_timeout` is set to the same value), the
+//! pool holds `SATCHEL_POOL_SIZE` connections and waits `SATCHEL_CONNECT_TIMEOUT` for one.
+//! A connection the database dropped (a restart) or a deadlock is retried on a fresh
+//! connection within that timeout, so the first request after the database is back succeeds.
+//!
+//! # Expired rows
+//!
+//! One background task per process and table deletes expired rows every
+//! `SATCHEL_PURGE_INTERVAL` seconds (default 600, 0 turns it off), however many times
+//! [`SqlBackend::connect`] is called. `SESSION_CLEANUP_N_REQUESTS = N` keeps Flask-Session's
+//! meaning: each [`load`](Backend::load) starts a purge in the background with probability
+//! 1/(N+1). [`Backend::purge_expired`] purges on demand.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use satchel_core::{Backend, SessionConfig};
+//! use satchel_sql::SqlBackend;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = SessionConfig::default();
+//! config.sqlalchemy = Some("sqlite://sessions.sqlite3".into());
+//! let backend = SqlBackend::connect(&config).await?;
+//! backend.store("session:abc", b"\x80", Duration::from_secs(3600)).await?;
+//! assert_eq!(backend.load("session:abc").await?, Some(b"\x80".to_vec()));
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+compile_error!("satchel-sql needs at least one of the features `sqlite`, `postgres`, `mysql`");
+
+mod dialect;
+mod error;
+mod purge;
+mod table;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use satchel_core::{Backend, BackendError, ConfigError, Operation, SessionConfig};
+pub use sqlx;
+use time::PrimitiveDateTime;
+
+use crate::dialect::{MAX_KEY_CHARS, expiry_after, utc_now};
+pub use crate::error::{SqlError, redact_url};
+use crate::table::TableName;
+
+/// Sessions in a SQL table: SQLite, PostgreSQL or MySQL/MariaDB, chosen by the URL's scheme.
+///
+/// Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct SqlBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    name: &'static str,
+    timeout: Duration,
+    cleanup_n_requests: Option<u64>,
+    /// The largest value the `data` column holds, when it is smaller than any session should be.
+    value_limit: Option<usize>,
+    /// Identifies the database and table for the one-purge-task-per-process guard.
+    purge_key: String,
+    purge_task: OnceLock<tokio::task::AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.purge_task.get() {
+            task.abort();
+        }
+    }
+}
+
+/// One variant per dialect compiled in.
+enum Store {
+    #[cfg(feature = "sqlite")]
+    Sqlite(dialect::sqlite::SqliteStore),
+    #[cfg(feature = "postgres")]
+    Postgres(dialect::postgres::PgStore),
+    #[cfg(feature = "mysql")]
+    MySql(dialect::mysql::MySqlStore),
+}
+
+/// Calls the same method on whichever dialect is in use.
+macro_rules! on_store {
+    ($store:expr, $s:ident => $call:expr) => {
+        match $store {
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite($s) => $call,
+            #[cfg(feature = "postgres")]
+            Store::Postgres($s) => $call,
+            #[cfg(feature = "mysql")]
+            Store::MySql($s) => $call,
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+const ACCEPTED_URLS: &str = "a URL starting with sqlite:// (SQLite), postgres:// or \
+    postgresql:// (PostgreSQL), mysql:// or mariadb:// (MySQL/MariaDB)";
+
+/// Splits the scheme off `url` and normalizes SQLAlchemy's spellings: `postgresql+psycopg2://`
+/// becomes `postgresql://`, `mariadb://` becomes `mysql://`.
+fn dialect_of(url: &str) -> Result<(Dialect, String), ConfigError> {
+    let (scheme, rest) = url.split_once(':').ok_or_else(|| ConfigError::Invalid {
+        setting: "SESSION_SQLALCHEMY",
+        value: redact_url(url),
+        expected: ACCEPTED_URLS.into(),
+    })?;
+    let base = scheme
+        .split('+')
+        .next()
+        .unwrap_or(scheme)
+        .to_ascii_lowercase();
+    let (dialect, scheme) = match base.as_str() {
+        "sqlite" => (Dialect::Sqlite, "sqlite"),
+        "postgres" | "postgresql" => (Dialect::Postgres, "postgres"),
+        "mysql" | "mariadb" => (Dialect::MySql, "mysql"),
+        _ => {
+            return Err(ConfigError::Invalid {
+                setting: "SESSION_SQLALCHEMY",
+                value: redact_url(url),
+                expected: ACCEPTED_URLS.into(),
+            });
+        }
+    };
+    Ok((dialect, format!("{scheme}:{rest}")))
+}
+
+#[allow(dead_code)] // only the features that are off use it
+fn feature_off(feature: &'static str) -> ConfigError {
+    ConfigError::BackendUnavailable {
+        session_type: "sqlalchemy",
+        feature,
+        reason: "is a cargo feature of satchel-sql (and of satchel) that this build leaves out; \
+                 enable it to use this database",
+    }
+}
+
+impl SqlBackend {
+    /// Connects to the database in `config.sqlalchemy` (SQLite in
+    /// [`DEFAULT_SQLITE_URL`](satchel_core::config::DEFAULT_SQLITE_URL) when unset), prepares
+    /// the sessions table and starts the periodic purge (once per process and table).
+    ///
+    /// Must be called inside a tokio runtime. Fails with a [`ConfigError`] naming the setting
+    /// when the URL, table name or schema is unusable, the database is unreachable (the message
+    /// shows the URL without its password), the SQLite file cannot be written (the message
+    /// names the path), or an existing table has another shape (the message names the column).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), satchel_core::ConfigError> {
+    /// let mut config = satchel_core::SessionConfig::default();
+    /// config.sqlalchemy = Some("postgres://app:secret@127.0.0.1:5432/app".into());
+    /// config.sqlalchemy_table = "flask_sessions".into();
+    /// let backend = satchel_sql::SqlBackend::connect(&config).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect(config: &SessionConfig) -> Result<SqlBackend, ConfigError> {
+        let url = config
+            .sqlalchemy
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or(satchel_core::config::DEFAULT_SQLITE_URL);
+        let table = TableName::from_config(config)?;
+        let (dialect, url) = dialect_of(url.trim())?;
+        // Only MySQL reads a size limit from the table (a Flask-made `BLOB` holds 64 KiB).
+        let (store, name, value_limit) = match dialect {
+            #[cfg(feature = "sqlite")]
+            Dialect::Sqlite => (
+                Store::Sqlite(dialect::sqlite::SqliteStore::connect(&url, &table, config).await?),
+                dialect::sqlite::NAME,
+                None,
+            ),
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => (
+                Store::Postgres(dialect::postgres::PgStore::connect(&url, &table, config).await?),
+                dialect::postgres::NAME,
+                None,
+            ),
+            #[cfg(feature = "mysql")]
+            Dialect::MySql => {
+                let store = dialect::mysql::MySqlStore::connect(&url, &table, config).await?;
+                let limit = store.value_limit();
+                (Store::MySql(store), dialect::mysql::NAME, limit)
+            }
+            #[allow(unreachable_patterns)]
+            Dialect::Sqlite => return Err(feature_off("sqlite")),
+            #[allow(unreachable_patterns)]
+            Dialect::Postgres => return Err(feature_off("postgres")),
+            #[allow(unreachable_patterns)]
+            Dialect::MySql => return Err(feature_off("mysql")),
+        };
+        let backend = SqlBackend {
+            inner: Arc::new(Inner {
+                store,
+                name,
+                timeout: dialect::nonzero(config.operation_timeout),
+                cleanup_n_requests: config.cleanup_n_requests,
+                value_limit,
+                purge_key: format!("{}#{}", redact_url(&url), table.display()),
+                purge_task: OnceLock::new(),
+            }),
+        };
+        if let Some(task) = backend.spawn_purge_task(config.purge_interval) {
+            // The task holds only a weak reference; aborting it when the last clone goes
+            // frees its slot in the per-process guard at once.
+            let _ = backend.inner.purge_task.set(task.abort_handle());
+        }
+        tracing::debug!(backend = name, table = %table.display(), "satchel-sql: ready");
+        Ok(backend)
+    }
+
+    /// Starts the periodic purge of expired rows (first run at once, then every `interval`),
+    /// unless `interval` is zero or this process already runs one for the same database and
+    /// table; then it returns `None`. [`connect`](Self::connect) already calls it with
+    /// `SATCHEL_PURGE_INTERVAL`, so call it only after setting that to 0.
+    ///
+    /// The task stops by itself once every clone of this backend is dropped.
+    pub fn spawn_purge_task(&self, interval: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        purge::spawn(&self.inner, interval)
+    }
+
+    /// With `SESSION_CLEANUP_N_REQUESTS = N` set, starts a background purge with probability
+    /// 1/(N+1), as Flask-Session does before each request. [`load`](Backend::load) and
+    /// [`load_and_touch`](Backend::load_and_touch) call it; a caller may call it for requests
+    /// that carry no session.
+    pub fn maybe_cleanup(&self) {
+        let Some(n) = self.inner.cleanup_n_requests else {
+            return;
+        };
+        let Some(sides) = n.checked_add(1) else {
+            return;
+        };
+        if getrandom::u64().is_ok_and(|r| r % sides == 0) {
+            let inner = Arc::clone(&self.inner);
+            tokio::spawn(async move {
+                if let Err(error) = inner.purge().await {
+                    tracing::warn!(backend = inner.name, %error, "satchel-sql: cleanup failed");
+                }
+            });
+        }
+    }
+
+    /// The SQLite pool, for tests and tools that inspect the table.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+        match &self.inner.store {
+            Store::Sqlite(s) => Some(s.pool()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL pool, for tests and tools that inspect the table.
+    #[cfg(feature = "postgres")]
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.inner.store {
+            Store::Postgres(s) => Some(s.pool()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The MySQL/MariaDB pool, for tests and tools that inspect the table.
+    #[cfg(feature = "mysql")]
+    pub fn mysql_pool(&self) -> Option<&sqlx::MySqlPool> {
+        match &self.inner.store {
+            Store::MySql(s) => Some(s.pool()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+}
+
+impl Inner {
+    /// Bounds `work` by the operation timeout and maps its error.
+    async fn run<T>(
+        &self,
+        operation: Operation,
+        work: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, BackendError> {
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(BackendError::driver(
+                self.name,
+                operation,
+                SqlError::from_sqlx(error),
+            )),
+            Err(_) => Err(BackendError::Timeout {
+                backend: self.name,
+                operation,
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), BackendError> {
+        if key.chars().count() > MAX_KEY_CHARS {
+            return Err(BackendError::InvalidKey {
+                backend: self.name,
+                reason: "longer than the 255 characters of the session_id column",
+            });
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), BackendError> {
+        match self.value_limit {
+            Some(limit) if value.len() > limit => Err(BackendError::ValueTooLarge {
+                backend: self.name,
+                size: value.len(),
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes expired rows in batches, each bounded by the operation timeout.
+    async fn purge(&self) -> Result<u64, BackendError> {
+        let now = utc_now();
+        let mut total = 0;
+        loop {
+            let n = self
+                .run(Operation::Purge, async {
+                    on_store!(&self.store, s => s.purge_batch(now).await)
+                })
+                .await?;
+            total += n;
+            if n < dialect::PURGE_BATCH as u64 {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::debug!(backend = self.name, removed = total, "satchel-sql: purged");
+        }
+        Ok(total)
+    }
+}
+
+fn expiry(ttl: Duration) -> (PrimitiveDateTime, PrimitiveDateTime) {
+    let now = utc_now();
+    (now, expiry_after(now, ttl))
+}
+
+impl Backend for SqlBackend {
+    async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        self.maybe_cleanup();
+        let inner = &*self.inner;
+        if inner.check_key(key).is_err() {
+            return Ok(None);
+        }
+        let now = utc_now();
+        inner
+            .run(Operation::Load, async {
+                on_store!(&inner.store, s => s.load(key, now).await)
+            })
+            .await
+    }
+
+    async fn load_and_touch(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, BackendError> {
+        self.maybe_cleanup();
+        let inner = &*self.inner;
+        if inner.check_key(key).is_err() {
+            return Ok(None);
+        }
+        let (now, until) = expiry(ttl);
+        inner
+            .run(Operation::LoadAndTouch, async {
+                on_store!(&inner.store, s => s.load_and_touch(key, now, until).await)
+            })
+            .await
+    }
+
+    async fn insert(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, BackendError> {
+        let inner = &*self.inner;
+        inner.check_key(key)?;
+        inner.check_value(value)?;
+        let (now, until) = expiry(ttl);
+        inner
+            .run(Operation::Insert, async {
+                on_store!(&inner.store, s => s.insert(key, value, now, until).await)
+            })
+            .await
+    }
+
+    async fn store(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), BackendError> {
+        let inner = &*self.inner;
+        inner.check_key(key)?;
+        inner.check_value(value)?;
+        let (_, until) = expiry(ttl);
+        inner
+            .run(Operation::Store, async {
+                on_store!(&inner.store, s => s.store(key, value, until).await)
+            })
+            .await
+    }
+
+    async fn replace(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, BackendError> {
+        let inner = &*self.inner;
+        if inner.check_key(key).is_err() {
+            return Ok(false);
+        }
+        inner.check_value(value)?;
+        let (now, until) = expiry(ttl);
+        inner
+            .run(Operation::Replace, async {
+                on_store!(&inner.store, s => s.replace(key, value, now, until).await)
+            })
+            .await
+    }
+
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
+        let inner = &*self.inner;
+        if inner.check_key(key).is_err() {
+            return Ok(false);
+        }
+        let (now, until) = expiry(ttl);
+        inner
+            .run(Operation::Touch, async {
+                on_store!(&inner.store, s => s.touch(key, now, until).await)
+            })
+            .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BackendError> {
+        let inner = &*self.inner;
+        if inner.check_key(key).is_err() {
+            return Ok(());
+        }
+        inner
+            .run(Operation::Delete, async {
+                on_store!(&inner.store, s => s.delete(key).await)
+            })
+            .await
+    }
+
+    async fn purge_expired(&self) -> Result<u64, BackendError> {
+        self.inner.purge().await
+    }
+
+    fn name(&self) -> &'static str {
+        self.inner.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlalchemy_url_spellings_are_understood() {
+        for (url, dialect, normalized) in [
+            ("sqlite://x.db", Dialect::Sqlite, "sqlite://x.db"),
+            (
+                "sqlite+pysqlite:////tmp/x.db",
+                Dialect::Sqlite,
+                "sqlite:////tmp/x.db",
+            ),
+            (
+                "postgresql+psycopg2://u:p@h/d",
+                Dialect::Postgres,
+                "postgres://u:p@h/d",
+            ),
+            ("postgres://h/d", Dialect::Postgres, "postgres://h/d"),
+            ("mariadb://h/d", Dialect::MySql, "mysql://h/d"),
+            ("mysql+pymysql://h/d", Dialect::MySql, "mysql://h/d"),
+        ] {
+            assert_eq!(dialect_of(url).unwrap(), (dialect, normalized.to_owned()));
+        }
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused_without_the_password() {
+        let err = dialect_of("oracle://scott:tiger@h/d")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SESSION_SQLALCHEMY") && err.contains("postgres://"),
+            "{err}"
+        );
+        assert!(!err.contains("tiger"), "{err}");
+    }
+}

@@ -1,0 +1,396 @@
+//! MySQL and MariaDB: `MEDIUMBLOB` data, `DATETIME(6)` expiry, `?` placeholders.
+//!
+//! Neither database has `UPDATE … RETURNING`, so `load_and_touch` is an `UPDATE` then a
+//! `SELECT`. sqlx connects with `CLIENT_FOUND_ROWS`, so "rows affected" counts the rows an
+//! `UPDATE` matched, changed or not; that makes `touch` and `replace` exact, and it is why
+//! `insert` cannot read a collision off an `ON DUPLICATE KEY UPDATE` and instead inserts,
+//! then on a duplicate takes over the row only if it has expired.
+//! `store` tries a plain `UPDATE` before the upsert, because every `INSERT … ON DUPLICATE
+//! KEY UPDATE` draws an `AUTO_INCREMENT` value even when it updates, and Flask's 32-bit `id`
+//! would run out after some two billion saves.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use satchel_core::{ConfigError, SessionConfig};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
+use sqlx::{AssertSqlSafe, Row};
+use time::PrimitiveDateTime;
+
+use super::{
+    FoundColumn, Kind, PURGE_BATCH, Setup, check_shape, missing_table, pool_options, retry,
+    setup_error, unreachable,
+};
+use crate::error::redact_url;
+use crate::table::TableName;
+
+pub(crate) const NAME: &str = "mysql";
+
+struct Sql {
+    load: Arc<str>,
+    load_live_or_not: Arc<str>,
+    insert: Arc<str>,
+    take_over: Arc<str>,
+    update: Arc<str>,
+    upsert: Arc<str>,
+    replace: Arc<str>,
+    touch: Arc<str>,
+    delete: Arc<str>,
+    purge: Arc<str>,
+}
+
+impl Sql {
+    fn new(t: &str) -> Sql {
+        Sql {
+            load: format!("SELECT data FROM {t} WHERE session_id = ? AND expiry > ?").into(),
+            load_live_or_not: format!("SELECT data FROM {t} WHERE session_id = ?").into(),
+            insert: format!("INSERT INTO {t} (session_id, data, expiry) VALUES (?, ?, ?)").into(),
+            take_over: format!(
+                "UPDATE {t} SET data = ?, expiry = ? \
+                 WHERE session_id = ? AND (expiry IS NULL OR expiry <= ?)"
+            )
+            .into(),
+            update: format!("UPDATE {t} SET data = ?, expiry = ? WHERE session_id = ?").into(),
+            upsert: format!(
+                "INSERT INTO {t} (session_id, data, expiry) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE data = VALUES(data), expiry = VALUES(expiry)"
+            )
+            .into(),
+            replace: format!(
+                "UPDATE {t} SET data = ?, expiry = ? WHERE session_id = ? AND expiry > ?"
+            )
+            .into(),
+            touch: format!("UPDATE {t} SET expiry = ? WHERE session_id = ? AND expiry > ?").into(),
+            delete: format!("DELETE FROM {t} WHERE session_id = ?").into(),
+            purge: format!(
+                "DELETE FROM {t} WHERE expiry IS NULL OR expiry <= ? LIMIT {PURGE_BATCH}"
+            )
+            .into(),
+        }
+    }
+}
+
+/// A pool on one MySQL/MariaDB database and the statements for its sessions table.
+pub(crate) struct MySqlStore {
+    pool: MySqlPool,
+    sql: Sql,
+    value_limit: Option<usize>,
+}
+
+impl MySqlStore {
+    pub(crate) async fn connect(
+        url: &str,
+        table: &TableName,
+        config: &SessionConfig,
+    ) -> Result<MySqlStore, ConfigError> {
+        let shown = redact_url(url);
+        let options = MySqlConnectOptions::from_str(url).map_err(|e| ConfigError::Invalid {
+            setting: "SESSION_SQLALCHEMY",
+            value: shown.clone(),
+            expected: format!("a MySQL URL such as mysql://user:password@host/db ({e})"),
+        })?;
+        let connect_timeout = super::nonzero(config.connect_timeout);
+        let pool =
+            tokio::time::timeout(connect_timeout, pool_options(config).connect_with(options))
+                .await
+                .map_err(|_| unreachable(NAME, &shown, None, connect_timeout))?
+                .map_err(|e| unreachable(NAME, &shown, Some(e), connect_timeout))?;
+        let quoted = table.quoted('`');
+        let mut store = MySqlStore {
+            pool,
+            sql: Sql::new(&quoted),
+            value_limit: None,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match store
+                .prepare_schema(table, &quoted, config.sqlalchemy_create_table)
+                .await
+            {
+                Err(Setup::Sql(_)) if attempt < 3 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(Setup::Sql(e)) => return Err(setup_error(NAME, e)),
+                Err(Setup::Shape(e)) => return Err(e),
+                Ok(limit) => {
+                    store.value_limit = limit;
+                    return Ok(store);
+                }
+            }
+        }
+    }
+
+    /// Creates and checks the table; returns the `data` column's capacity in bytes.
+    async fn prepare_schema(
+        &self,
+        table: &TableName,
+        quoted: &str,
+        create: bool,
+    ) -> Result<Option<usize>, Setup> {
+        if create {
+            // SQLAlchemy's DDL for Flask-Session's model, with three deliberate differences:
+            // MEDIUMBLOB (BLOB stops at 64 KiB), DATETIME(6) (DATETIME drops the fraction) and
+            // a binary collation, so ids differing only in case stay distinct.
+            let ddl = format!(
+                "CREATE TABLE IF NOT EXISTS {quoted} (\n\tid INTEGER NOT NULL AUTO_INCREMENT, \n\t\
+                 session_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin, \n\t\
+                 data MEDIUMBLOB, \n\texpiry DATETIME(6), \n\t\
+                 PRIMARY KEY (id), \n\tUNIQUE (session_id)\n)"
+            );
+            sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await?;
+        }
+        let rows = sqlx::query(
+            "SELECT CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR), \
+                    CAST(DATA_TYPE AS CHAR), CAST(EXTRA AS CHAR), \
+                    CAST(COALESCE(CHARACTER_MAXIMUM_LENGTH, 0) AS SIGNED) \
+             FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
+        )
+        .bind(table.schema.as_deref())
+        .bind(&table.table)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(Setup::Shape(missing_table(table)));
+        }
+        let mut columns = Vec::with_capacity(rows.len());
+        let mut data_capacity = None;
+        for row in rows {
+            let name: String = row.try_get(0)?;
+            let declared: String = row.try_get(1)?;
+            let data_type: String = row.try_get(2)?;
+            let extra: String = row.try_get(3)?;
+            let max_len: i64 = row.try_get(4)?;
+            if name.eq_ignore_ascii_case("data") {
+                data_capacity = usize::try_from(max_len).ok().filter(|n| *n > 0);
+            }
+            columns.push(FoundColumn {
+                kind: kind(&data_type.to_ascii_lowercase()),
+                generated: extra.to_ascii_lowercase().contains("auto_increment"),
+                name,
+                declared,
+            });
+        }
+        let unique: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT INDEX_NAME FROM information_schema.STATISTICS \
+               WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
+                 AND NON_UNIQUE = 0 \
+               GROUP BY INDEX_NAME \
+               HAVING COUNT(*) = 1 AND MAX(COLUMN_NAME) = 'session_id') AS u",
+        )
+        .bind(table.schema.as_deref())
+        .bind(&table.table)
+        .fetch_one(&self.pool)
+        .await?;
+        check_shape(table, &columns, unique > 0).map_err(Setup::Shape)?;
+        if data_capacity.is_some_and(|n| n < 1024 * 1024) {
+            tracing::warn!(
+                table = %table.display(),
+                limit = data_capacity,
+                "satchel-sql: the sessions table's `data` column holds less than 1 MiB \
+                 (Flask's BLOB stops at 64 KiB); larger sessions will be refused"
+            );
+        }
+        if create {
+            let indexed: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
+                   AND SEQ_IN_INDEX = 1 AND COLUMN_NAME = 'expiry'",
+            )
+            .bind(table.schema.as_deref())
+            .bind(&table.table)
+            .fetch_one(&self.pool)
+            .await?;
+            if indexed == 0 {
+                let ddl = format!(
+                    "CREATE INDEX `{}` ON {quoted} (expiry)",
+                    table.expiry_index()
+                );
+                match sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await {
+                    // Another process created it meanwhile (ER_DUP_KEYNAME).
+                    Err(sqlx::Error::Database(e))
+                        if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                            .is_some_and(|e| e.number() == 1061) => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
+        }
+        Ok(data_capacity)
+    }
+
+    pub(crate) fn value_limit(&self) -> Option<usize> {
+        self.value_limit
+    }
+
+    pub(crate) async fn load(
+        &self,
+        key: &str,
+        now: PrimitiveDateTime,
+    ) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        retry(|| {
+            sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
+                .bind(key)
+                .bind(now)
+                .fetch_optional(&self.pool)
+        })
+        .await
+        .map(Option::flatten)
+    }
+
+    pub(crate) async fn load_and_touch(
+        &self,
+        key: &str,
+        now: PrimitiveDateTime,
+        expiry: PrimitiveDateTime,
+    ) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        if !self.touch(key, now, expiry).await? {
+            return Ok(None);
+        }
+        retry(|| {
+            sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(
+                &self.sql.load_live_or_not,
+            )))
+            .bind(key)
+            .fetch_optional(&self.pool)
+        })
+        .await
+        .map(Option::flatten)
+    }
+
+    pub(crate) async fn insert(
+        &self,
+        key: &str,
+        value: &[u8],
+        now: PrimitiveDateTime,
+        expiry: PrimitiveDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        retry(|| async move {
+            let inserted = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
+                .bind(key)
+                .bind(value)
+                .bind(expiry)
+                .execute(&self.pool)
+                .await;
+            match inserted {
+                Ok(_) => Ok(true),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    // The id is taken: by a live session (a collision) or an expired one,
+                    // which is taken over only if it is still expired.
+                    let taken = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.take_over)))
+                        .bind(value)
+                        .bind(expiry)
+                        .bind(key)
+                        .bind(now)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(taken.rows_affected() > 0)
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn store(
+        &self,
+        key: &str,
+        value: &[u8],
+        expiry: PrimitiveDateTime,
+    ) -> Result<(), sqlx::Error> {
+        retry(|| async move {
+            let updated = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.update)))
+                .bind(value)
+                .bind(expiry)
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
+            if updated.rows_affected() == 0 {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.upsert)))
+                    .bind(key)
+                    .bind(value)
+                    .bind(expiry)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn replace(
+        &self,
+        key: &str,
+        value: &[u8],
+        now: PrimitiveDateTime,
+        expiry: PrimitiveDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let done = retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
+                .bind(value)
+                .bind(expiry)
+                .bind(key)
+                .bind(now)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn touch(
+        &self,
+        key: &str,
+        now: PrimitiveDateTime,
+        expiry: PrimitiveDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let done = retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
+                .bind(expiry)
+                .bind(key)
+                .bind(now)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), sqlx::Error> {
+        retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
+                .bind(key)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn purge_batch(&self, now: PrimitiveDateTime) -> Result<u64, sqlx::Error> {
+        let done = retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
+                .bind(now)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+}
+
+/// `information_schema.COLUMNS.DATA_TYPE`, lower-cased.
+fn kind(data_type: &str) -> Option<Kind> {
+    match data_type {
+        "int" | "integer" | "bigint" | "mediumint" | "smallint" => Some(Kind::Integer),
+        "varchar" | "char" | "text" | "tinytext" | "mediumtext" | "longtext" => Some(Kind::Text),
+        "blob" | "tinyblob" | "mediumblob" | "longblob" | "varbinary" | "binary" => {
+            Some(Kind::Binary)
+        }
+        // sqlx sets the session time zone to UTC, so TIMESTAMP reads back as written.
+        "datetime" | "timestamp" => Some(Kind::DateTime),
+        _ => None,
+    }
+}

@@ -1,0 +1,355 @@
+//! PostgreSQL: `BYTEA` data, `TIMESTAMP WITHOUT TIME ZONE` expiry, `$n` placeholders.
+//!
+//! `load_and_touch` is one `UPDATE … RETURNING`. `store` tries a plain `UPDATE` before the
+//! upsert: `INSERT … ON CONFLICT DO UPDATE` draws from `id`'s sequence even when it updates,
+//! and Flask's `SERIAL` (32-bit) would run out after some two billion saves.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use satchel_core::{ConfigError, SessionConfig};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::{AssertSqlSafe, Row};
+use time::PrimitiveDateTime;
+
+use super::{
+    FoundColumn, Kind, PURGE_BATCH, Setup, check_shape, missing_table, pool_options, retry,
+    setup_error, unreachable,
+};
+use crate::error::redact_url;
+use crate::table::TableName;
+
+pub(crate) const NAME: &str = "postgres";
+
+struct Sql {
+    load: Arc<str>,
+    load_and_touch: Arc<str>,
+    insert: Arc<str>,
+    update: Arc<str>,
+    upsert: Arc<str>,
+    replace: Arc<str>,
+    touch: Arc<str>,
+    delete: Arc<str>,
+    purge: Arc<str>,
+}
+
+impl Sql {
+    fn new(t: &str) -> Sql {
+        Sql {
+            load: format!("SELECT data FROM {t} WHERE session_id = $1 AND expiry > $2").into(),
+            load_and_touch: format!(
+                "UPDATE {t} SET expiry = $1 WHERE session_id = $2 AND expiry > $3 RETURNING data"
+            )
+            .into(),
+            // An expired row with the same id is taken over; a live one is left alone and
+            // reported as a collision by "no row changed".
+            insert: format!(
+                "INSERT INTO {t} AS s (session_id, data, expiry) VALUES ($1, $2, $3) \
+                 ON CONFLICT (session_id) DO UPDATE SET data = EXCLUDED.data, \
+                 expiry = EXCLUDED.expiry WHERE s.expiry IS NULL OR s.expiry <= $4"
+            )
+            .into(),
+            update: format!("UPDATE {t} SET data = $1, expiry = $2 WHERE session_id = $3").into(),
+            upsert: format!(
+                "INSERT INTO {t} (session_id, data, expiry) VALUES ($1, $2, $3) \
+                 ON CONFLICT (session_id) DO UPDATE SET data = EXCLUDED.data, \
+                 expiry = EXCLUDED.expiry"
+            )
+            .into(),
+            replace: format!(
+                "UPDATE {t} SET data = $1, expiry = $2 WHERE session_id = $3 AND expiry > $4"
+            )
+            .into(),
+            touch: format!("UPDATE {t} SET expiry = $1 WHERE session_id = $2 AND expiry > $3")
+                .into(),
+            delete: format!("DELETE FROM {t} WHERE session_id = $1").into(),
+            purge: format!(
+                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} \
+                 WHERE expiry IS NULL OR expiry <= $1 LIMIT {PURGE_BATCH})"
+            )
+            .into(),
+        }
+    }
+}
+
+/// A pool on one PostgreSQL database and the statements for its sessions table.
+pub(crate) struct PgStore {
+    pool: PgPool,
+    sql: Sql,
+}
+
+impl PgStore {
+    pub(crate) async fn connect(
+        url: &str,
+        table: &TableName,
+        config: &SessionConfig,
+    ) -> Result<PgStore, ConfigError> {
+        let shown = redact_url(url);
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| ConfigError::Invalid {
+                setting: "SESSION_SQLALCHEMY",
+                value: shown.clone(),
+                expected: format!(
+                    "a PostgreSQL URL such as postgres://user:password@host/db ({e})"
+                ),
+            })?
+            .application_name("satchel");
+        if !config.operation_timeout.is_zero() {
+            // The server stops a runaway statement too, not only the client's wait for it.
+            let ms = config.operation_timeout.as_millis().to_string();
+            options = options.options([("statement_timeout", ms.as_str())]);
+        }
+        let connect_timeout = super::nonzero(config.connect_timeout);
+        let pool =
+            tokio::time::timeout(connect_timeout, pool_options(config).connect_with(options))
+                .await
+                .map_err(|_| unreachable(NAME, &shown, None, connect_timeout))?
+                .map_err(|e| unreachable(NAME, &shown, Some(e), connect_timeout))?;
+        let quoted = table.quoted('"');
+        let store = PgStore {
+            pool,
+            sql: Sql::new(&quoted),
+        };
+        // Several processes starting at once may race to create the table; the loser's
+        // CREATE fails on the catalog's unique index, and a second look finds the table.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match store
+                .prepare_schema(table, &quoted, config.sqlalchemy_create_table)
+                .await
+            {
+                Err(Setup::Sql(_)) if attempt < 3 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(Setup::Sql(e)) => return Err(setup_error(NAME, e)),
+                Err(Setup::Shape(e)) => return Err(e),
+                Ok(()) => return Ok(store),
+            }
+        }
+    }
+
+    async fn prepare_schema(
+        &self,
+        table: &TableName,
+        quoted: &str,
+        create: bool,
+    ) -> Result<(), Setup> {
+        if create {
+            // Column for column what SQLAlchemy emits for Flask-Session's model on PostgreSQL.
+            let ddl = format!(
+                "CREATE TABLE IF NOT EXISTS {quoted} (\n\tid SERIAL NOT NULL, \n\t\
+                 session_id VARCHAR(255), \n\tdata BYTEA, \n\t\
+                 expiry TIMESTAMP WITHOUT TIME ZONE, \n\t\
+                 PRIMARY KEY (id), \n\tUNIQUE (session_id)\n)"
+            );
+            sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await?;
+        }
+        let rows = sqlx::query(
+            "SELECT column_name::text, data_type::text, \
+                    coalesce(column_default::text, ''), is_identity::text \
+             FROM information_schema.columns \
+             WHERE table_schema = coalesce($1, current_schema()) AND table_name = $2",
+        )
+        .bind(table.schema.as_deref())
+        .bind(&table.table)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(Setup::Shape(missing_table(table)));
+        }
+        let mut columns = Vec::with_capacity(rows.len());
+        for row in rows {
+            let name: String = row.try_get(0)?;
+            let declared: String = row.try_get(1)?;
+            let default: String = row.try_get(2)?;
+            let identity: String = row.try_get(3)?;
+            columns.push(FoundColumn {
+                kind: kind(&declared),
+                generated: default.starts_with("nextval(") || identity == "YES",
+                name,
+                declared,
+            });
+        }
+        let unique: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_index i \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnatts = 1 \
+               AND i.indpred IS NULL AND a.attname = 'session_id'",
+        )
+        .bind(quoted)
+        .fetch_one(&self.pool)
+        .await?;
+        check_shape(table, &columns, unique > 0).map_err(Setup::Shape)?;
+        if create {
+            let indexed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_index i \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                 WHERE i.indrelid = to_regclass($1) AND a.attname = 'expiry'",
+            )
+            .bind(quoted)
+            .fetch_one(&self.pool)
+            .await?;
+            if indexed == 0 {
+                let ddl = format!(
+                    "CREATE INDEX IF NOT EXISTS \"{}\" ON {quoted} (expiry)",
+                    table.expiry_index()
+                );
+                sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn load(
+        &self,
+        key: &str,
+        now: PrimitiveDateTime,
+    ) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        retry(|| {
+            sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
+                .bind(key)
+                .bind(now)
+                .fetch_optional(&self.pool)
+        })
+        .await
+        .map(Option::flatten)
+    }
+
+    pub(crate) async fn load_and_touch(
+        &self,
+        key: &str,
+        now: PrimitiveDateTime,
+        expiry: PrimitiveDateTime,
+    ) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        retry(|| {
+            sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(
+                &self.sql.load_and_touch,
+            )))
+            .bind(expiry)
+            .bind(key)
+            .bind(now)
+            .fetch_optional(&self.pool)
+        })
+        .await
+        .map(Option::flatten)
+    }
+
+    pub(crate) async fn insert(
+        &self,
+        key: &str,
+        value: &[u8],
+        now: PrimitiveDateTime,
+        expiry: PrimitiveDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let done = retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
+                .bind(key)
+                .bind(value)
+                .bind(expiry)
+                .bind(now)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn store(
+        &self,
+        key: &str,
+        value: &[u8],
+        expiry: PrimitiveDateTime,
+    ) -> Result<(), sqlx::Error> {
+        retry(|| async move {
+            let updated = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.update)))
+                .bind(value)
+                .bind(expiry)
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
+            if updated.rows_affected() == 0 {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.upsert)))
+                    .bind(key)
+                    .bind(value)
+                    .bind(expiry)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn replace(
+        &self,
+        key: &str,
+        value: &[u8],
+        now: PrimitiveDateTime,
+        expiry: PrimitiveDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let done = retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
+                .bind(value)
+                .bind(expiry)
+                .bind(key)
+                .bind(now)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn touch(
+        &self,
+        key: &str,
+        now: PrimitiveDateTime,
+        expiry: PrimitiveDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let done = retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
+                .bind(expiry)
+                .bind(key)
+                .bind(now)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), sqlx::Error> {
+        retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
+                .bind(key)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn purge_batch(&self, now: PrimitiveDateTime) -> Result<u64, sqlx::Error> {
+        let done = retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
+                .bind(now)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// `information_schema.columns.data_type`, read as SQLAlchemy's types are created.
+fn kind(data_type: &str) -> Option<Kind> {
+    match data_type {
+        "integer" | "bigint" | "smallint" => Some(Kind::Integer),
+        "character varying" | "text" | "character" => Some(Kind::Text),
+        "bytea" => Some(Kind::Binary),
+        // Not `timestamp with time zone`: a naive UTC value bound to it would be shifted by
+        // the session's time zone.
+        "timestamp without time zone" => Some(Kind::DateTime),
+        _ => None,
+    }
+}

@@ -1,0 +1,404 @@
+//! SQLite: the embedded default. WAL mode, a busy timeout, the file created if missing.
+//!
+//! `expiry` is stored as text exactly as SQLAlchemy writes a `DateTime` on SQLite
+//! (`2026-12-27 13:12:59.493051`): fixed width, so SQLite's text comparison orders it correctly
+//! against the bound "now", and Flask-Session reads Satchel's rows as its own.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use satchel_core::{ConfigError, SessionConfig};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row};
+use time::PrimitiveDateTime;
+
+use super::{
+    FoundColumn, Kind, PURGE_BATCH, Setup, check_shape, missing_table, pool_options, retry,
+};
+use crate::table::TableName;
+
+pub(crate) const NAME: &str = "sqlite";
+
+/// SQLAlchemy's text form of a naive `datetime` on SQLite.
+fn text(t: PrimitiveDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// The statements for one table, built once from the validated name.
+struct Sql {
+    load: Arc<str>,
+    load_and_touch: Arc<str>,
+    insert: Arc<str>,
+    store: Arc<str>,
+    replace: Arc<str>,
+    touch: Arc<str>,
+    delete: Arc<str>,
+    purge: Arc<str>,
+}
+
+impl Sql {
+    fn new(t: &str) -> Sql {
+        Sql {
+            load: format!("SELECT data FROM {t} WHERE session_id = ?1 AND expiry > ?2").into(),
+            load_and_touch: format!(
+                "UPDATE {t} SET expiry = ?1 WHERE session_id = ?2 AND expiry > ?3 RETURNING data"
+            )
+            .into(),
+            // An expired row with the same id is taken over; a live one is left alone and
+            // reported as a collision by "no row changed".
+            insert: format!(
+                "INSERT INTO {t} (session_id, data, expiry) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (session_id) DO UPDATE SET data = excluded.data, \
+                 expiry = excluded.expiry WHERE expiry IS NULL OR expiry <= ?4"
+            )
+            .into(),
+            store: format!(
+                "INSERT INTO {t} (session_id, data, expiry) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (session_id) DO UPDATE SET data = excluded.data, \
+                 expiry = excluded.expiry"
+            )
+            .into(),
+            replace: format!(
+                "UPDATE {t} SET data = ?1, expiry = ?2 WHERE session_id = ?3 AND expiry > ?4"
+            )
+            .into(),
+            touch: format!("UPDATE {t} SET expiry = ?1 WHERE session_id = ?2 AND expiry > ?3")
+                .into(),
+            delete: format!("DELETE FROM {t} WHERE session_id = ?1").into(),
+            purge: format!(
+                "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} \
+                 WHERE expiry IS NULL OR expiry <= ?1 LIMIT {PURGE_BATCH})"
+            )
+            .into(),
+        }
+    }
+}
+
+/// A pool on one SQLite file and the statements for its sessions table.
+pub(crate) struct SqliteStore {
+    pool: SqlitePool,
+    sql: Sql,
+}
+
+fn unusable_file(url: &str, path: &Path, error: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        setting: "SESSION_SQLALCHEMY",
+        value: url.to_owned(),
+        expected: format!(
+            "a SQLite database file Satchel can create and write, but {} could not be opened \
+             for writing: {error}",
+            path.display()
+        ),
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn connect(
+        url: &str,
+        table: &TableName,
+        config: &SessionConfig,
+    ) -> Result<SqliteStore, ConfigError> {
+        if table.schema.as_deref().is_some_and(|s| s != "main") {
+            return Err(ConfigError::Invalid {
+                setting: "SESSION_SQLALCHEMY_SCHEMA",
+                value: table.schema.clone().unwrap_or_default(),
+                expected: "nothing (or `main`): a SQLite database has no other schemas".into(),
+            });
+        }
+        // SQLite has only the one schema here; an unqualified name is what SQLAlchemy uses.
+        let table = TableName {
+            schema: None,
+            table: table.table.clone(),
+        };
+        let options = SqliteConnectOptions::from_str(url).map_err(|e| ConfigError::Invalid {
+            setting: "SESSION_SQLALCHEMY",
+            value: url.to_owned(),
+            expected: format!("a SQLite URL such as sqlite://sessions.sqlite3 ({e})"),
+        })?;
+        let path = options.get_filename().to_path_buf();
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL with NORMAL is durable across application crashes and much faster than FULL.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(super::nonzero(config.operation_timeout));
+        let mut pool = pool_options(config);
+        if in_memory {
+            // An in-memory database lives only while a connection holds it open.
+            pool = pool
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = tokio::time::timeout(
+            super::nonzero(config.connect_timeout),
+            pool.connect_with(options),
+        )
+        .await
+        .map_err(|_| unusable_file(url, &path, "it stayed locked past SATCHEL_CONNECT_TIMEOUT"))?
+        .map_err(|e| unusable_file(url, &path, e))?;
+
+        let quoted = table.quoted('"');
+        let store = SqliteStore {
+            pool,
+            sql: Sql::new(&quoted),
+        };
+        store
+            .prepare_schema(&table, &quoted, config.sqlalchemy_create_table)
+            .await
+            .map_err(|e| match e {
+                Setup::Shape(e) => e,
+                Setup::Sql(e) => unusable_file(url, &path, e),
+            })?;
+        Ok(store)
+    }
+
+    async fn prepare_schema(
+        &self,
+        table: &TableName,
+        quoted: &str,
+        create: bool,
+    ) -> Result<(), Setup> {
+        if create {
+            // Column for column what SQLAlchemy emits for Flask-Session's model on SQLite.
+            let ddl = format!(
+                "CREATE TABLE IF NOT EXISTS {quoted} (\n\tid INTEGER NOT NULL, \n\t\
+                 session_id VARCHAR(255), \n\tdata BLOB, \n\texpiry DATETIME, \n\t\
+                 PRIMARY KEY (id), \n\tUNIQUE (session_id)\n)"
+            );
+            sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await?;
+        }
+        let rows = sqlx::query(r#"SELECT name, type, pk FROM pragma_table_info(?1)"#)
+            .bind(&table.table)
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            return Err(Setup::Shape(missing_table(table)));
+        }
+        let mut columns = Vec::with_capacity(rows.len());
+        for row in rows {
+            let name: String = row.try_get(0)?;
+            let declared: String = row.try_get(1)?;
+            let pk: i64 = row.try_get(2)?;
+            let upper = declared.to_ascii_uppercase();
+            // Only `INTEGER PRIMARY KEY` aliases the rowid, which is what fills `id` in.
+            let generated = upper == "INTEGER" && pk == 1;
+            columns.push(FoundColumn {
+                kind: kind(&upper),
+                name,
+                declared,
+                generated,
+            });
+        }
+        let unique: i64 = sqlx::query_scalar(
+            r#"SELECT count(*) FROM pragma_index_list(?1) AS il
+               WHERE il."unique" = 1 AND il.partial = 0
+                 AND (SELECT count(*) FROM pragma_index_info(il.name)) = 1
+                 AND (SELECT name FROM pragma_index_info(il.name)) = 'session_id'"#,
+        )
+        .bind(&table.table)
+        .fetch_one(&self.pool)
+        .await?;
+        check_shape(table, &columns, unique > 0).map_err(Setup::Shape)?;
+        if create {
+            let indexed: i64 = sqlx::query_scalar(
+                r#"SELECT count(*) FROM pragma_index_list(?1) AS il
+                   WHERE (SELECT name FROM pragma_index_info(il.name) WHERE seqno = 0) = 'expiry'"#,
+            )
+            .bind(&table.table)
+            .fetch_one(&self.pool)
+            .await?;
+            if indexed == 0 {
+                let ddl = format!(
+                    "CREATE INDEX IF NOT EXISTS \"{}\" ON {quoted} (expiry)",
+                    table.expiry_index()
+                );
+                sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn load(
+        &self,
+        key: &str,
+        now: PrimitiveDateTime,
+    ) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        let now = text(now);
+        retry(|| {
+            sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
+                .bind(key)
+                .bind(&now)
+                .fetch_optional(&self.pool)
+        })
+        .await
+        .map(Option::flatten)
+    }
+
+    pub(crate) async fn load_and_touch(
+        &self,
+        key: &str,
+        now: PrimitiveDateTime,
+        expiry: PrimitiveDateTime,
+    ) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        let (now, expiry) = (text(now), text(expiry));
+        retry(|| {
+            sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(
+                &self.sql.load_and_touch,
+            )))
+            .bind(&expiry)
+            .bind(key)
+            .bind(&now)
+            .fetch_optional(&self.pool)
+        })
+        .await
+        .map(Option::flatten)
+    }
+
+    pub(crate) async fn insert(
+        &self,
+        key: &str,
+        value: &[u8],
+        now: PrimitiveDateTime,
+        expiry: PrimitiveDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let (now, expiry) = (text(now), text(expiry));
+        let done = retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
+                .bind(key)
+                .bind(value)
+                .bind(&expiry)
+                .bind(&now)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn store(
+        &self,
+        key: &str,
+        value: &[u8],
+        expiry: PrimitiveDateTime,
+    ) -> Result<(), sqlx::Error> {
+        let expiry = text(expiry);
+        retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.store)))
+                .bind(key)
+                .bind(value)
+                .bind(&expiry)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn replace(
+        &self,
+        key: &str,
+        value: &[u8],
+        now: PrimitiveDateTime,
+        expiry: PrimitiveDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let (now, expiry) = (text(now), text(expiry));
+        let done = retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
+                .bind(value)
+                .bind(&expiry)
+                .bind(key)
+                .bind(&now)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn touch(
+        &self,
+        key: &str,
+        now: PrimitiveDateTime,
+        expiry: PrimitiveDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let (now, expiry) = (text(now), text(expiry));
+        let done = retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
+                .bind(&expiry)
+                .bind(key)
+                .bind(&now)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), sqlx::Error> {
+        retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
+                .bind(key)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes one batch of expired rows; the caller repeats while a full batch went.
+    pub(crate) async fn purge_batch(&self, now: PrimitiveDateTime) -> Result<u64, sqlx::Error> {
+        let now = text(now);
+        let done = retry(|| {
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
+                .bind(&now)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// SQLite's declared type, read as SQLAlchemy's types are declared (SQLite itself is lax).
+fn kind(upper: &str) -> Option<Kind> {
+    if upper.contains("INT") {
+        Some(Kind::Integer)
+    } else if upper.contains("CHAR") || upper.contains("TEXT") || upper.contains("CLOB") {
+        Some(Kind::Text)
+    } else if upper.is_empty() || upper.contains("BLOB") || upper.contains("BINARY") {
+        Some(Kind::Binary)
+    } else if upper.contains("DATE") || upper.contains("TIME") {
+        Some(Kind::DateTime)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::text;
+
+    #[test]
+    fn timestamps_are_written_as_sqlalchemy_writes_them() {
+        assert_eq!(
+            text(datetime!(2026-12-27 13:12:59.493051)),
+            "2026-12-27 13:12:59.493051"
+        );
+        assert_eq!(
+            text(datetime!(2026-01-02 03:04:05)),
+            "2026-01-02 03:04:05.000000"
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! Helpers the dialect test files share.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use satchel_core::testkit::fresh_key;
+use satchel_core::{Backend, SessionConfig};
+use satchel_sql::SqlBackend;
+
+/// A table name no other test uses.
+pub fn fresh_table() -> String {
+    let n = getrandom::u64().expect("OS randomness");
+    format!("sessions_{n:016x}")
+}
+
+/// A config for `url` with a fresh table and no periodic purge (tests purge on demand).
+///
+/// The timeouts are generous: hundreds of concurrent sessions queue for a pool of 16 on a
+/// small shared machine, and these tests pin behaviour, not speed. Tests of the timeouts set
+/// their own.
+pub fn config(url: &str) -> SessionConfig {
+    let mut config = SessionConfig::default();
+    config.sqlalchemy = Some(url.to_owned());
+    config.sqlalchemy_table = fresh_table();
+    config.purge_interval = Duration::ZERO;
+    config.operation_timeout = Duration::from_secs(60);
+    config.connect_timeout = Duration::from_secs(60);
+    config
+}
+
+pub const LONG: Duration = Duration::from_secs(300);
+
+/// 200 first saves of different sessions at once: every one succeeds and every row is there.
+pub async fn concurrent_first_saves(backend: SqlBackend) {
+    let backend = Arc::new(backend);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200u32 {
+        let backend = Arc::clone(&backend);
+        tasks.spawn(async move {
+            let key = fresh_key();
+            let value = format!("first save {i}").into_bytes();
+            if i % 2 == 0 {
+                backend.store(&key, &value, LONG).await.expect("store");
+            } else {
+                assert!(backend.insert(&key, &value, LONG).await.expect("insert"));
+            }
+            (key, value)
+        });
+    }
+    let mut saved = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        saved.push(done.expect("task"));
+    }
+    for (key, value) in saved {
+        assert_eq!(backend.load(&key).await.expect("load"), Some(value));
+    }
+}
+
+/// 200 updates of one session at once: none fails, and the row holds one of the values.
+pub async fn concurrent_updates_of_one(backend: SqlBackend) {
+    let backend = Arc::new(backend);
+    let key = Arc::new(fresh_key());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200u32 {
+        let (backend, key) = (Arc::clone(&backend), Arc::clone(&key));
+        tasks.spawn(async move {
+            backend
+                .store(&key, format!("update {i:03}").as_bytes(), LONG)
+                .await
+                .expect("store");
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+    let value = backend
+        .load(&key)
+        .await
+        .expect("load")
+        .expect("the session is there");
+    assert!(value.starts_with(b"update "), "{value:?}");
+}
+
+/// 50 inserts of one new key at once: exactly one wins, the others see a collision.
+pub async fn concurrent_inserts_of_one(backend: SqlBackend) {
+    let backend = Arc::new(backend);
+    let key = Arc::new(fresh_key());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50u32 {
+        let (backend, key) = (Arc::clone(&backend), Arc::clone(&key));
+        tasks.spawn(async move {
+            backend
+                .insert(&key, format!("{i}").as_bytes(), LONG)
+                .await
+                .expect("insert")
+        });
+    }
+    let mut won = 0;
+    while let Some(done) = tasks.join_next().await {
+        won += usize::from(done.expect("task"));
+    }
+    assert_eq!(won, 1);
+}
+
+/// Expired rows go, live ones stay.
+pub async fn purge_removes_only_expired(backend: &SqlBackend) {
+    let live: Vec<String> = (0..3).map(|_| fresh_key()).collect();
+    for key in &live {
+        backend.store(key, b"live", LONG).await.expect("store live");
+    }
+    for _ in 0..5 {
+        backend
+            .store(&fresh_key(), b"dead", Duration::ZERO)
+            .await
+            .expect("store expired");
+    }
+    assert_eq!(backend.purge_expired().await.expect("purge"), 5);
+    assert_eq!(backend.purge_expired().await.expect("purge again"), 0);
+    for key in &live {
+        assert_eq!(
+            backend.load(key).await.expect("load"),
+            Some(b"live".to_vec())
+        );
+    }
+}
+
+/// An expired row with the key of a new session is taken over by `insert`.
+pub async fn insert_takes_over_an_expired_row(backend: &SqlBackend) {
+    let key = fresh_key();
+    backend
+        .store(&key, b"old", Duration::ZERO)
+        .await
+        .expect("store expired");
+    assert!(backend.insert(&key, b"new", LONG).await.expect("insert"));
+    assert_eq!(
+        backend.load(&key).await.expect("load"),
+        Some(b"new".to_vec())
+    );
+    assert!(
+        !backend
+            .insert(&key, b"newer", LONG)
+            .await
+            .expect("insert live")
+    );
+}
+
+/// Asserts that a start-up error mentions every one of `needles`.
+pub fn assert_mentions(error: &satchel_core::ConfigError, needles: &[&str]) {
+    let text = error.to_string();
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} not in: {text}");
+    }
+}
+
+/// A TCP relay on loopback in front of a database server, which a test can take down and bring
+/// back, so "the database went away and came back" is tested without touching the shared
+/// server.
+pub struct Relay {
+    port: u16,
+    target: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    /// Starts relaying from a free loopback port to `target` (`host:port`).
+    pub async fn start(target: &str) -> Relay {
+        let listener = Relay::bind(0).await;
+        let port = listener.local_addr().unwrap().port();
+        let mut relay = Relay {
+            port,
+            target: target.to_owned(),
+            task: None,
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    /// `url` with its host and port replaced by the relay's.
+    pub fn url_for(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (userinfo, tail) = rest.rsplit_once('@').unwrap();
+        let path = tail.find('/').map_or("", |i| &tail[i..]);
+        format!("{scheme}://{userinfo}@127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Stops listening and cuts every relayed connection, as a stopped server would.
+    pub fn down(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn up(&mut self) {
+        let listener = Relay::bind(self.port).await;
+        self.serve(listener);
+    }
+
+    async fn bind(port: u16) -> tokio::net::TcpListener {
+        for _ in 0..50 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_reuseaddr(true).unwrap();
+            if socket.bind(([127, 0, 0, 1], port).into()).is_ok() {
+                return socket.listen(128).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("cannot listen on 127.0.0.1:{port} again");
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        self.task = Some(tokio::spawn(async move {
+            // Owned here, so aborting this task drops every relayed connection with it.
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let target = target.clone();
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        }));
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// The database goes away under a connected backend: requests fail with a clean error (no
+/// panic, no hang past the timeouts), and the first request after it is back succeeds.
+/// Returns the table it used, for the caller to drop.
+pub async fn database_down_then_back(url: &str, target: &str) -> String {
+    let mut relay = Relay::start(target).await;
+    let mut config = config(&relay.url_for(url));
+    config.operation_timeout = Duration::from_secs(2);
+    config.connect_timeout = Duration::from_secs(1);
+    let backend = SqlBackend::connect(&config)
+        .await
+        .expect("connect through the relay");
+    let key = fresh_key();
+    backend
+        .store(&key, b"kept", LONG)
+        .await
+        .expect("store while up");
+
+    relay.down();
+    let err = backend.load(&key).await.expect_err("load while down");
+    assert!(
+        matches!(
+            err,
+            satchel_core::BackendError::Timeout { .. } | satchel_core::BackendError::Driver { .. }
+        ),
+        "{err}"
+    );
+    backend
+        .store(&key, b"lost", LONG)
+        .await
+        .expect_err("store while down");
+
+    relay.up().await;
+    assert_eq!(
+        backend.load(&key).await.expect("load once back"),
+        Some(b"kept".to_vec())
+    );
+    backend
+        .store(&key, b"again", LONG)
+        .await
+        .expect("store once back");
+    assert_eq!(
+        backend.load(&key).await.expect("load"),
+        Some(b"again".to_vec())
+    );
+    config.sqlalchemy_table
+}
+
+/// `host:port` of a database URL.
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").unwrap().1;
+    let tail = rest.rsplit_once('@').map_or(rest, |(_, t)| t);
+    tail.split(['/', '?']).next().unwrap().to_owned()
+}

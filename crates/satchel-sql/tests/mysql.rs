@@ -1,0 +1,484 @@
+//! The MySQL/MariaDB dialect against a real server (`SATCHEL_MYSQL_URL`, default
+//! `mysql://satchel:satchel@127.0.0.1:3306/satchel`; `SATCHEL_SKIP_MYSQL=1` skips).
+#![cfg(feature = "mysql")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{LONG, assert_mentions, config, fresh_table};
+use satchel_core::testkit::{fresh_key, run, skipped};
+use satchel_core::{Backend, BackendError, SessionConfig};
+use satchel_sql::SqlBackend;
+use satchel_sql::sqlx::{self, Row};
+
+const SKIP: &str = "MYSQL";
+
+fn url() -> String {
+    std::env::var("SATCHEL_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://satchel:satchel@127.0.0.1:3306/satchel".into())
+}
+
+/// A backend on a fresh table, dropped again when the test ends.
+struct TestTable {
+    backend: SqlBackend,
+    table: String,
+}
+
+impl TestTable {
+    async fn new() -> TestTable {
+        TestTable::with(|_| {}).await
+    }
+
+    async fn with(edit: impl FnOnce(&mut SessionConfig)) -> TestTable {
+        let mut config = config(&url());
+        edit(&mut config);
+        let table = config.sqlalchemy_table.clone();
+        let backend = SqlBackend::connect(&config)
+            .await
+            .expect("connect to MySQL/MariaDB");
+        TestTable { backend, table }
+    }
+
+    fn pool(&self) -> &sqlx::MySqlPool {
+        self.backend.mysql_pool().unwrap()
+    }
+}
+
+impl Drop for TestTable {
+    fn drop(&mut self) {
+        // Best effort: a test's table is dropped on a fresh connection of its own.
+        let url = url();
+        let table = self.table.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async {
+                    if let Ok(pool) = sqlx::MySqlPool::connect(&url).await {
+                        let sql = format!("DROP TABLE IF EXISTS `{table}`");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                        pool.close().await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+impl Backend for TestTable {
+    async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        self.backend.load(key).await
+    }
+    async fn load_and_touch(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, BackendError> {
+        self.backend.load_and_touch(key, ttl).await
+    }
+    async fn insert(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, BackendError> {
+        self.backend.insert(key, value, ttl).await
+    }
+    async fn store(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), BackendError> {
+        self.backend.store(key, value, ttl).await
+    }
+    async fn replace(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, BackendError> {
+        self.backend.replace(key, value, ttl).await
+    }
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
+        self.backend.touch(key, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), BackendError> {
+        self.backend.delete(key).await
+    }
+    async fn purge_expired(&self) -> Result<u64, BackendError> {
+        self.backend.purge_expired().await
+    }
+    fn name(&self) -> &'static str {
+        self.backend.name()
+    }
+}
+
+satchel_core::conformance_suite!("MYSQL", TestTable::new());
+
+async fn raw(t: &TestTable, sql: String) {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(t.pool())
+        .await
+        .unwrap();
+}
+
+#[test]
+fn created_table_has_flask_sessions_columns_and_an_expiry_index() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        let columns: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR), CAST(EXTRA AS CHAR) \
+             FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        )
+        .bind(&t.table)
+        .fetch_all(t.pool())
+        .await
+        .unwrap();
+        // MySQL 8 no longer prints an integer's display width; MariaDB does.
+        let got: Vec<(&str, &str)> = columns
+            .iter()
+            .map(|(n, ty, _)| {
+                (
+                    n.as_str(),
+                    if ty == "int(11)" { "int" } else { ty.as_str() },
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("id", "int"),
+                ("session_id", "varchar(255)"),
+                ("data", "mediumblob"),
+                ("expiry", "datetime(6)"),
+            ]
+        );
+        assert!(columns[0].2.contains("auto_increment"), "{:?}", columns[0]);
+        let indexes: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT CAST(INDEX_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR), \
+                    CAST(NON_UNIQUE AS SIGNED) \
+             FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY INDEX_NAME",
+        )
+        .bind(&t.table)
+        .fetch_all(t.pool())
+        .await
+        .unwrap();
+        let by_column = |c: &str| indexes.iter().find(|(_, col, _)| col == c).map(|i| i.2);
+        assert_eq!(by_column("id"), Some(0), "{indexes:?}");
+        assert_eq!(by_column("session_id"), Some(0), "{indexes:?}");
+        assert_eq!(by_column("expiry"), Some(1), "{indexes:?}");
+    });
+}
+
+#[test]
+fn rows_flask_session_wrote_are_read_and_satchels_rows_have_its_layout() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        let (flask_live, flask_dead) = (fresh_key(), fresh_key());
+        // What SQLAlchemy binds for Flask-Session: bytes and a naive UTC datetime.
+        raw(
+            &t,
+            format!(
+                "INSERT INTO `{}` (session_id, data, expiry) VALUES \
+                 ('{flask_live}', X'81a8757365726e616d65a5616c696365', \
+                  UTC_TIMESTAMP() + INTERVAL 1 DAY), \
+                 ('{flask_dead}', X'80', UTC_TIMESTAMP() - INTERVAL 1 SECOND)",
+                t.table
+            ),
+        )
+        .await;
+        assert_eq!(
+            t.backend.load(&flask_live).await.unwrap().as_deref(),
+            Some(&b"\x81\xa8username\xa5alice"[..])
+        );
+        assert_eq!(t.backend.load(&flask_dead).await.unwrap(), None);
+
+        let key = fresh_key();
+        t.backend
+            .store(&key, b"\x80", Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT data, CAST(TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), expiry) AS SIGNED) \
+             FROM `{}` WHERE session_id = ?",
+            t.table
+        )))
+        .bind(&key)
+        .fetch_one(t.pool())
+        .await
+        .unwrap();
+        assert_eq!(row.get::<Vec<u8>, _>(0), b"\x80");
+        // expiry is naive UTC, an hour ahead (the margin absorbs the test's own pace).
+        let ahead: i64 = row.get(1);
+        assert!((3500..=3601).contains(&ahead), "{ahead}");
+    });
+}
+
+#[test]
+fn a_table_flask_created_is_used_within_its_64_kib_blob() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        let table = fresh_table();
+        // The DDL SQLAlchemy emits for Flask-Session 0.8's model on MySQL.
+        raw(
+            &t,
+            format!(
+                "CREATE TABLE `{table}` (id INTEGER NOT NULL AUTO_INCREMENT, \
+                 session_id VARCHAR(255), data BLOB, expiry DATETIME, \
+                 PRIMARY KEY (id), UNIQUE (session_id))"
+            ),
+        )
+        .await;
+        let mut config = config(&url());
+        config.sqlalchemy_table = table.clone();
+        let backend = SqlBackend::connect(&config).await;
+        let result = async {
+            let backend = backend.unwrap();
+            let key = fresh_key();
+            assert!(backend.insert(&key, b"v", LONG).await.unwrap());
+            assert!(backend.touch(&key, LONG).await.unwrap());
+            // Touched twice within one second: DATETIME keeps whole seconds, the row still
+            // counts as found.
+            assert!(backend.touch(&key, LONG).await.unwrap());
+            assert_eq!(backend.load(&key).await.unwrap(), Some(b"v".to_vec()));
+            let err = backend
+                .store(&key, &vec![0u8; 70 * 1024], LONG)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, BackendError::ValueTooLarge { limit: 65535, .. }),
+                "{err}"
+            );
+        };
+        result.await;
+        raw(&t, format!("DROP TABLE `{table}`")).await;
+    });
+}
+
+#[test]
+fn an_incompatible_table_is_refused_naming_the_column() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        for (ddl, column) in [
+            (
+                "id INT AUTO_INCREMENT PRIMARY KEY, session_id VARCHAR(255) UNIQUE, data TEXT, expiry DATETIME",
+                "`data`",
+            ),
+            (
+                "id INT AUTO_INCREMENT PRIMARY KEY, session_id VARCHAR(255) UNIQUE, data BLOB",
+                "`expiry`",
+            ),
+            (
+                "id INT AUTO_INCREMENT PRIMARY KEY, session_id VARCHAR(255), data BLOB, expiry DATETIME",
+                "`session_id`",
+            ),
+            (
+                "id INT PRIMARY KEY, session_id VARCHAR(255) UNIQUE, data BLOB, expiry DATETIME",
+                "`id`",
+            ),
+        ] {
+            let table = fresh_table();
+            raw(&t, format!("CREATE TABLE `{table}` ({ddl})")).await;
+            let mut config = config(&url());
+            config.sqlalchemy_table = table.clone();
+            let err = SqlBackend::connect(&config).await.err();
+            raw(&t, format!("DROP TABLE `{table}`")).await;
+            let err = err.unwrap_or_else(|| panic!("{ddl} was accepted"));
+            assert_mentions(&err, &["SESSION_SQLALCHEMY_TABLE", &table, column]);
+        }
+    });
+}
+
+#[test]
+fn an_invalid_table_name_is_refused() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let mut config = config(&url());
+        config.sqlalchemy_table = "sessions`; DROP TABLE x; --".into();
+        let err = SqlBackend::connect(&config).await.err().unwrap();
+        assert_mentions(&err, &["SESSION_SQLALCHEMY_TABLE"]);
+    });
+}
+
+#[test]
+fn an_unreachable_database_is_an_error_without_the_password() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let mut config = config("mariadb://satchel:hunter2@127.0.0.1:9/satchel");
+        config.connect_timeout = Duration::from_secs(2);
+        let err = SqlBackend::connect(&config).await.err().unwrap();
+        assert_mentions(&err, &["mysql://satchel:***@127.0.0.1:9/satchel"]);
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    });
+}
+
+#[test]
+fn two_hundred_concurrent_first_saves_all_land() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        common::concurrent_first_saves(t.backend.clone()).await;
+    });
+}
+
+#[test]
+fn two_hundred_concurrent_updates_of_one_session_all_succeed() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        common::concurrent_updates_of_one(t.backend.clone()).await;
+    });
+}
+
+#[test]
+fn concurrent_inserts_of_one_key_have_exactly_one_winner() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        common::concurrent_inserts_of_one(t.backend.clone()).await;
+    });
+}
+
+#[test]
+fn purge_removes_expired_rows_and_keeps_live_ones() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        common::purge_removes_only_expired(&t.backend).await;
+    });
+}
+
+#[test]
+fn insert_takes_over_an_expired_row_with_the_same_id() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        common::insert_takes_over_an_expired_row(&t.backend).await;
+    });
+}
+
+#[test]
+fn session_ids_differing_only_in_case_stay_apart() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        let key = format!("{}AB", fresh_key());
+        t.backend.store(&key, b"one", LONG).await.unwrap();
+        assert!(
+            t.backend
+                .insert(&key.to_lowercase(), b"two", LONG)
+                .await
+                .unwrap()
+        );
+        assert_eq!(t.backend.load(&key).await.unwrap(), Some(b"one".to_vec()));
+    });
+}
+
+#[test]
+fn a_statement_that_hangs_gives_a_clean_timeout_and_the_next_one_succeeds() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::with(|c| c.operation_timeout = Duration::from_millis(500)).await;
+        let key = fresh_key();
+        t.backend.store(&key, b"before", LONG).await.unwrap();
+        // Another client holds the row's lock, so the update waits past the timeout.
+        let locker = sqlx::MySqlPool::connect(&url()).await.unwrap();
+        let mut tx = locker.begin().await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM `{}` WHERE session_id = ? FOR UPDATE",
+            t.table
+        )))
+        .bind(&key)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let err = t.backend.store(&key, b"during", LONG).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BackendError::Timeout { .. } | BackendError::Driver { .. }
+            ),
+            "{err}"
+        );
+        tx.rollback().await.unwrap();
+        t.backend.store(&key, b"after", LONG).await.unwrap();
+        assert_eq!(t.backend.load(&key).await.unwrap(), Some(b"after".to_vec()));
+    });
+}
+
+#[test]
+fn connections_killed_by_the_server_are_replaced_on_the_next_request() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        let key = fresh_key();
+        t.backend.store(&key, b"v", LONG).await.unwrap();
+        // What a server restart does to every open connection, done to this pool's only.
+        let mut held = Vec::new();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let mut conn = t.pool().acquire().await.unwrap();
+            let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            ids.push(id);
+            held.push(conn);
+        }
+        drop(held);
+        let admin = sqlx::MySqlPool::connect(&url()).await.unwrap();
+        for id in ids {
+            raw_on(&admin, format!("KILL {id}")).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(t.backend.load(&key).await.unwrap(), Some(b"v".to_vec()));
+    });
+}
+
+async fn raw_on(pool: &sqlx::MySqlPool, sql: String) {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[test]
+fn database_down_then_back_fails_cleanly_and_recovers() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let url = url();
+        let table = common::database_down_then_back(&url, &common::host_port(&url)).await;
+        let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
+        let drop = format!("DROP TABLE IF EXISTS `{table}`");
+        sqlx::query(sqlx::AssertSqlSafe(drop))
+            .execute(&pool)
+            .await
+            .unwrap();
+    });
+}
