@@ -307,6 +307,9 @@ fn translate_response_cookie<B>(res: &mut ServiceResponse<B>, shared: &Shared, h
                 let permanent = outcome.is_none_or(|o| o.permanent);
                 let now = time::OffsetDateTime::now_utc();
                 match &shared.client_side {
+                    // Flask-Session re-sends the cookie of an unchanged session only when it
+                    // is permanent (to slide its expiry); a browser-session cookie stays as is.
+                    None if !permanent && outcome.is_some_and(|o| !o.changed) => None,
                     None => Some(shared.cookie.set_cookie(verified.value(), permanent, now)),
                     Some(client) => client_cookie(
                         shared,

@@ -10,6 +10,7 @@
 //! | bin (Python `bytes`)          | `{" b": "<standard base64>"}`                | [`Bytes`]        |
 //! | timestamp ext -1 (aware datetime) | `{" d": "2024-01-02T03:04:05.123456Z"}` | [`Timestamp`]    |
 //! | other extension types         | `{" x": [type, "<base64>"]}`                 | —                |
+//! | float `inf`, `-inf`, `nan`    | `{" f": "inf"}`, `{" f": "-inf"}`, `{" f": "nan"}` | —          |
 //!
 //! A dict that itself has exactly one key that is a tag is escaped as Flask does:
 //! `{" di": {"<key>__": value}}`.
@@ -31,7 +32,9 @@ const TAG_BYTES: &str = " b";
 const TAG_DATETIME: &str = " d";
 const TAG_EXT: &str = " x";
 const TAG_DICT: &str = " di";
-const TAGS: [&str; 4] = [TAG_BYTES, TAG_DATETIME, TAG_EXT, TAG_DICT];
+/// Satchel's own tag for floats JSON cannot write: `inf`, `-inf`, `nan`.
+const TAG_FLOAT: &str = " f";
+const TAGS: [&str; 5] = [TAG_BYTES, TAG_DATETIME, TAG_EXT, TAG_DICT, TAG_FLOAT];
 
 /// Bytes in a session (Python `bytes`), stored as MessagePack bin.
 ///
@@ -150,10 +153,8 @@ fn to_json(value: Value) -> Json {
             (None, Some(u)) => Json::from(u),
             (None, None) => Json::Null,
         },
-        Value::F32(f) => {
-            serde_json::Number::from_f64(f64::from(f)).map_or(Json::Null, Json::Number)
-        }
-        Value::F64(f) => serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number),
+        Value::F32(f) => float_json(f64::from(f)),
+        Value::F64(f) => float_json(f),
         Value::String(s) => match s.into_str() {
             Some(s) => Json::String(s),
             // msgspec only writes valid UTF-8; other writers' broken text has no JSON form.
@@ -187,6 +188,23 @@ fn to_json(value: Value) -> Json {
             }
         }
         Value::Ext(kind, data) => ext_json(kind, &data),
+    }
+}
+
+fn float_json(f: f64) -> Json {
+    match serde_json::Number::from_f64(f) {
+        Some(n) => Json::Number(n),
+        // JSON has no infinities or NaN; tag them so they come back as floats, not None.
+        None => {
+            let text = if f.is_nan() {
+                "nan"
+            } else if f > 0.0 {
+                "inf"
+            } else {
+                "-inf"
+            };
+            tagged(TAG_FLOAT, Json::String(text.into()))
+        }
     }
 }
 
@@ -231,6 +249,12 @@ fn untag(key: &str, inner: Json) -> Result<Value, Json> {
                 Err(_) => Err(Json::String(text)),
             }
         }
+        (TAG_FLOAT, Json::String(text)) => match text.as_str() {
+            "inf" => Ok(Value::F64(f64::INFINITY)),
+            "-inf" => Ok(Value::F64(f64::NEG_INFINITY)),
+            "nan" => Ok(Value::F64(f64::NAN)),
+            _ => Err(Json::String(text)),
+        },
         (TAG_EXT, Json::Array(parts)) => match parts.as_slice() {
             [Json::Number(kind), Json::String(data)] => {
                 match (
@@ -283,10 +307,21 @@ mod tests {
             Value::Map(vec![(Value::from("a"), Value::from(2))]),
             Value::Map(vec![(Value::from(" b"), Value::from("not bytes"))]),
             Value::Ext(5, vec![1, 2, 3]),
+            Value::F64(f64::INFINITY),
+            Value::F64(f64::NEG_INFINITY),
+            Value::Map(vec![(Value::from(" f"), Value::from("inf"))]),
         ];
         for value in values {
             assert_eq!(round_trip(value.clone()), value);
         }
+    }
+
+    #[test]
+    fn nan_survives_as_a_float() {
+        let Value::F64(f) = round_trip(Value::F64(f64::NAN)) else {
+            panic!("not a float")
+        };
+        assert!(f.is_nan());
     }
 
     #[test]

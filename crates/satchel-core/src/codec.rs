@@ -313,6 +313,16 @@ impl serde::Serialize for JsonMap<'_> {
 
 struct JsonValue<'a>(&'a Value);
 
+/// A finite float as msgspec writes it: the shortest text that reads back exactly, with
+/// exponents as `1e300`. serde_json writes `1e+300`, which reads the same but is not the same
+/// bytes, so the float is formatted with `ryu` and passed through as raw JSON.
+fn json_float<S: serde::Serializer>(f: f64, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(f).to_owned();
+    let raw = serde_json::value::RawValue::from_string(text).map_err(S::Error::custom)?;
+    serde::Serialize::serialize(&raw, serializer)
+}
+
 impl serde::Serialize for JsonValue<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
@@ -324,8 +334,8 @@ impl serde::Serialize for JsonValue<'_> {
                 (None, None) => Err(S::Error::custom("integer out of range")),
             },
             // msgspec writes non-finite floats as null.
-            Value::F32(f) if f.is_finite() => serializer.serialize_f32(*f),
-            Value::F64(f) if f.is_finite() => serializer.serialize_f64(*f),
+            Value::F32(f) if f.is_finite() => json_float(f64::from(*f), serializer),
+            Value::F64(f) if f.is_finite() => json_float(*f, serializer),
             Value::F32(_) | Value::F64(_) => serializer.serialize_unit(),
             Value::String(s) => match s.as_str() {
                 Some(s) => serializer.serialize_str(s),
@@ -514,6 +524,20 @@ mod tests {
             panic!()
         };
         assert_eq!(data.len(), 4);
+    }
+
+    #[test]
+    fn json_floats_are_written_as_msgspec_writes_them() {
+        let mut s = SessionData::new();
+        for (k, f) in [("a", 1e300), ("b", 1.5e-7), ("c", 1e16), ("d", 123456789012345678.0)] {
+            s.insert(k.into(), Value::F64(f));
+        }
+        let bytes = Codec::new(SerializationFormat::Json).encode(&s).unwrap();
+        // msgspec.json.encode of the same dict (msgspec 0.22.0).
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"a":1e300,"b":1.5e-7,"c":1e16,"d":1.2345678901234568e17}"#
+        );
     }
 
     #[test]
