@@ -633,6 +633,16 @@ mod tests {
             write_python_float(&mut out, f);
             assert_eq!(out, python, "{f}");
         }
+        // Read exactly (serde_json's `float_roundtrip`) and written back as Python's `repr`.
+        for python in [
+            "0.0036621093759094947",
+            "0.0036621093759094943",
+            "-3.5819294652201155e-69",
+            "2.2250738585072014e-308",
+        ] {
+            let parsed: Json = serde_json::from_str(python).unwrap();
+            assert_eq!(dump_json(&parsed), python);
+        }
     }
 
     #[test]

@@ -183,7 +183,11 @@ fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> bool {
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut found = false;
     for value in headers.get_all(header::COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
+        // Not `to_str`, which refuses any non-ASCII byte: a neighbouring cookie with UTF-8 in
+        // it must not cost the user their session (actix-web itself parses it this way).
+        let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+            continue;
+        };
         // The same split actix-web does when it parses the Cookie header.
         for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let (cookie_name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -230,7 +234,7 @@ fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> bool {
     }
     let headers = req.headers_mut();
     headers.remove(header::COOKIE);
-    if let Ok(value) = HeaderValue::from_str(&out) {
+    if let Ok(value) = HeaderValue::from_bytes(out.as_bytes()) {
         headers.insert(header::COOKIE, value);
     }
     true

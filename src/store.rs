@@ -184,6 +184,16 @@ impl<B: Backend> SessionStore for Store<B> {
             backend.load(&key).await
         };
         let bytes = match loaded {
+            Ok(Some(bytes)) if bytes.len() > self.inner.max_session_size => {
+                tracing::warn!(
+                    backend = backend.name(),
+                    session = %satchel_core::session_id::redact(session_key.as_ref()),
+                    size = bytes.len(),
+                    limit = self.inner.max_session_size,
+                    "stored session is over SATCHEL_MAX_SESSION_SIZE; starting a fresh session"
+                );
+                return Ok(None);
+            }
             Ok(Some(bytes)) if !bytes.is_empty() => bytes,
             // Flask-Session treats an empty stored value as a miss.
             Ok(_) => return Ok(None),

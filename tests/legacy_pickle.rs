@@ -5,7 +5,11 @@
 use satchel::Codec;
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/interop/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/interop/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn manifest() -> serde_json::Value {
@@ -19,9 +23,14 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn flask_session_0_5_pickles_become_flask_session_0_8_msgpack() {
     let manifest = manifest();
-    for name in ["flask_session_0.5.0_redis.pickle", "flask_session_0.5.0_memcached.pickle"] {
+    for name in [
+        "flask_session_0.5.0_redis.pickle",
+        "flask_session_0.5.0_memcached.pickle",
+    ] {
         let expected = manifest["files"][name]["msgpack_hex"].as_str().unwrap();
-        let session = Codec::default().decode(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let session = Codec::default()
+            .decode(&fixture(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let keys: Vec<&str> = session.keys().map(String::as_str).collect();
         let expected_keys: Vec<&str> = manifest["files"][name]["keys_in_order"]
             .as_array()
@@ -37,11 +46,19 @@ fn flask_session_0_5_pickles_become_flask_session_0_8_msgpack() {
 
 #[test]
 fn a_pickle_that_needs_a_class_is_refused() {
-    assert!(Codec::default().decode(&fixture("flask_session_0.5.0_redis_datetime.pickle")).is_err());
+    assert!(
+        Codec::default()
+            .decode(&fixture("flask_session_0.5.0_redis_datetime.pickle"))
+            .is_err()
+    );
 }
 
 #[test]
 fn the_pickle_fallback_can_be_turned_off() {
     let codec = Codec::default().with_legacy_pickle(false);
-    assert!(codec.decode(&fixture("flask_session_0.5.0_redis.pickle")).is_err());
+    assert!(
+        codec
+            .decode(&fixture("flask_session_0.5.0_redis.pickle"))
+            .is_err()
+    );
 }
