@@ -237,11 +237,61 @@ fn decode_payload(payload: &str) -> Result<Map<String, Json>, CookieError> {
     } else {
         raw
     };
+    let json = tag_non_finite_floats(json);
     match serde_json::from_slice::<Json>(&json) {
         Ok(Json::Object(map)) => unescape_top_level(map),
         Ok(_) => Err(CookieError::BadPayload("not a JSON object")),
         Err(_) => Err(CookieError::BadPayload("not JSON")),
     }
+}
+
+/// Python's JSON writes `NaN`, `Infinity` and `-Infinity`, which JSON (and serde_json) has no
+/// words for. Outside strings they become Satchel's float tag (`{" f": "nan"}`, as
+/// [`crate::value`] shows them to handlers), and [`write_python_float`]'s counterpart in
+/// `write_json` turns the tag back into Python's word, so the value survives a Rust rewrite.
+/// A hand-written scan: no JSON crate reads these non-standard tokens.
+fn tag_non_finite_floats(json: Vec<u8>) -> Vec<u8> {
+    const WORDS: [(&[u8], &[u8]); 3] = [
+        (b"-Infinity", br#"{" f":"-inf"}"#),
+        (b"Infinity", br#"{" f":"inf"}"#),
+        (b"NaN", br#"{" f":"nan"}"#),
+    ];
+    if !json.windows(3).any(|w| w == b"NaN" || w == b"Inf") {
+        return json;
+    }
+    let mut out = Vec::with_capacity(json.len() + 16);
+    let mut in_string = false;
+    let mut i = 0;
+    'scan: while i < json.len() {
+        let byte = json[i];
+        if in_string {
+            out.push(byte);
+            if byte == b'\\' {
+                if let Some(&next) = json.get(i + 1) {
+                    out.push(next);
+                    i += 1;
+                }
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        if byte == b'"' {
+            in_string = true;
+        } else {
+            for (word, tag) in WORDS {
+                if json[i..].starts_with(word) {
+                    out.extend_from_slice(tag);
+                    i += word.len();
+                    continue 'scan;
+                }
+            }
+        }
+        out.push(byte);
+        i += 1;
+    }
+    out
 }
 
 /// Flask's loader untags the session dict itself too: a session whose only key is a tag was
@@ -319,7 +369,23 @@ fn write_json(out: &mut String, value: &Json) {
             }
             out.push(']');
         }
-        Json::Object(map) => write_object(out, map),
+        Json::Object(map) => match non_finite_float(map) {
+            Some(f) => write_python_float(out, f),
+            None => write_object(out, map),
+        },
+    }
+}
+
+/// The float a `{" f": "inf" | "-inf" | "nan"}` tag stands for.
+fn non_finite_float(map: &Map<String, Json>) -> Option<f64> {
+    if map.len() != 1 {
+        return None;
+    }
+    match map.get(" f")?.as_str()? {
+        "inf" => Some(f64::INFINITY),
+        "-inf" => Some(f64::NEG_INFINITY),
+        "nan" => Some(f64::NAN),
+        _ => None,
     }
 }
 
@@ -643,6 +709,21 @@ mod tests {
             let parsed: Json = serde_json::from_str(python).unwrap();
             assert_eq!(dump_json(&parsed), python);
         }
+    }
+
+    #[test]
+    fn python_nan_and_infinity_survive_a_rust_rewrite() {
+        let codec = codec();
+        let json = br#"{"a":NaN,"b":[Infinity,-Infinity],"s":"NaN Infinity \" NaN"}"#;
+        let cookie = format!(
+            "{}.{}",
+            encode_payload(json),
+            encode_timestamp(1_700_000_000)
+        );
+        let signed = codec.signer.sign(&cookie);
+        let session = codec.loads(&signed, 1_700_000_001).unwrap();
+        assert_eq!(session["s"], "NaN Infinity \" NaN");
+        assert_eq!(dump_json(&Json::Object(session)).as_bytes(), json);
     }
 
     #[test]
