@@ -529,7 +529,12 @@ mod tests {
     #[test]
     fn json_floats_are_written_as_msgspec_writes_them() {
         let mut s = SessionData::new();
-        for (k, f) in [("a", 1e300), ("b", 1.5e-7), ("c", 1e16), ("d", 123456789012345678.0)] {
+        for (k, f) in [
+            ("a", 1e300),
+            ("b", 1.5e-7),
+            ("c", 1e16),
+            ("d", 123456789012345678.0),
+        ] {
             s.insert(k.into(), Value::F64(f));
         }
         let bytes = Codec::new(SerializationFormat::Json).encode(&s).unwrap();
