@@ -40,10 +40,10 @@ pub(crate) fn expiry_after(now: PrimitiveDateTime, ttl: Duration) -> PrimitiveDa
 }
 
 fn latest() -> PrimitiveDateTime {
-    // 9999-12-31 23:59:59: the last second MySQL's DATETIME and SQLAlchemy both accept.
-    PrimitiveDateTime::MAX
-        .replace_nanosecond(0)
-        .unwrap_or(PrimitiveDateTime::MAX)
+    // 9999-12-31 23:59:59: the last second MySQL's DATETIME and SQLAlchemy both accept. Spelled
+    // out rather than `PrimitiveDateTime::MAX`, which is year 999999 when any crate in the
+    // build turns on `time`'s `large-dates` feature.
+    time::macros::datetime!(9999-12-31 23:59:59)
 }
 
 /// The column types the check of an existing table knows.
