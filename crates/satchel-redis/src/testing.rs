@@ -31,7 +31,8 @@ use deadpool_redis::redis;
 /// A `redis-server` of its own on a free loopback port, killed when dropped.
 ///
 /// The binary is `$SATCHEL_REDIS_SERVER`, else `redis-server` from `PATH` (or `/usr/bin`,
-/// `/usr/sbin`, `/usr/local/bin`). It keeps nothing on disk.
+/// `/usr/sbin`, `/usr/local/bin`). It keeps nothing on disk unless started with
+/// [`start_persistent`](Self::start_persistent).
 #[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
@@ -40,6 +41,7 @@ pub struct RedisServer {
     unix_socket: Option<PathBuf>,
     tls: Option<TlsFiles>,
     paused: bool,
+    persistent: bool,
 }
 
 /// PEM files for a TLS server: its certificate and key, and the CA that signed them.
@@ -64,6 +66,15 @@ impl RedisServer {
         RedisServer::start_inner(true, None)
     }
 
+    /// Like [`start`](Self::start), with an append-only file synced on every write, so data
+    /// written before [`stop`](Self::stop) is there after [`restart`](Self::restart).
+    pub fn start_persistent() -> RedisServer {
+        let mut server = RedisServer::start_inner(false, None);
+        server.persistent = true;
+        server.restart();
+        server
+    }
+
     /// A server that speaks only TLS (no client certificates asked), at
     /// `rediss://127.0.0.1:<port>`. Needs a `redis-server` built with TLS (Debian's is).
     pub fn start_tls(files: TlsFiles) -> RedisServer {
@@ -83,6 +94,7 @@ impl RedisServer {
             unix_socket,
             tls,
             paused: false,
+            persistent: false,
         };
         server.restart();
         server
@@ -144,7 +156,12 @@ impl RedisServer {
         }
         let child = command
             .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--save", "", "--daemonize", "no"])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::null())
