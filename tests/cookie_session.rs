@@ -349,8 +349,8 @@ async fn a_session_flask_writes_now_round_trips_through_a_rust_handler() {
     let response = test::call_service(&app, request).await;
     let resent = set_cookies(&response);
     assert_eq!(resent.len(), 1, "permanent + refresh: sent again");
+    // Re-signed with the current time: equal to Flask's cookie when both fall in one second.
     let resent_value = cookie_value(&resent[0]).to_owned();
-    assert_ne!(resent_value, flask_cookie);
     let dumped: Json = test::read_body_json(response).await;
     assert_eq!(dumped["name"], "Zoë ☃ 😀");
     assert_eq!(dumped["d"], json!({" d": "2024-01-02T03:04:05Z"}));
