@@ -38,6 +38,10 @@ fn config(db: &str) -> SessionConfig {
     let mut config = SessionConfig::default();
     config.mongodb = Some(url());
     config.mongodb_db = db.to_owned();
+    // The test server is a Python process sharing two cores with the whole parallel test run;
+    // 500 concurrent sessions can queue past the 5 s production default there. Tests that are
+    // about timeouts set their own.
+    config.operation_timeout = Duration::from_secs(60);
     config
 }
 
