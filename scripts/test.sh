@@ -20,6 +20,13 @@ skipped() {
   case "${!var:-}" in 1 | true | yes) return 0 ;; *) return 1 ;; esac
 }
 
+# A clean build of every test binary takes about 3 GB (see [profile.dev] in Cargo.toml); with
+# less room the linker dies with a bus error instead of saying why.
+free_kb=$(df -Pk "$REPO" | awk 'NR == 2 { print $4 }')
+if [[ $free_kb =~ ^[0-9]+$ ]] && ((free_kb < 4 * 1024 * 1024)); then
+  echo "test.sh: warning: only $((free_kb / 1024)) MB free under $REPO; the build needs about 3 GB (cargo clean frees old builds)" >&2
+fi
+
 say "test servers"
 scripts/services.sh up
 # shellcheck source=/dev/null
