@@ -34,6 +34,24 @@ pub enum BackendError {
         /// The timeout that fired.
         timeout: Duration,
     },
+    /// The database gave up waiting for a lock that another transaction holds. It gives up a
+    /// little before the operation timeout, so the statement is over when this is returned:
+    /// nothing was written, and nothing from this operation can land later.
+    #[error(
+        "{backend} {operation} failed: the database gave up after {} ms waiting for a lock \
+         another transaction holds, and nothing was written; raise SATCHEL_OPERATION_TIMEOUT \
+         or find the long-running transaction that holds the lock",
+        waited.as_millis()
+    )]
+    LockTimeout {
+        /// Backend name.
+        backend: &'static str,
+        /// What was being done.
+        operation: Operation,
+        /// How long the database waited for the lock (its own setting, derived from the
+        /// operation timeout).
+        waited: Duration,
+    },
     /// The value is larger than the backend accepts.
     #[error("{backend} refused a value of {size} bytes: the limit is {limit} bytes")]
     ValueTooLarge {

@@ -55,11 +55,38 @@
 //! every upsert draws a value from `id`'s sequence even when it updates, and Flask's 32-bit
 //! `id` would run out after some two billion saves.
 //!
-//! Each operation is bounded by `SATCHEL_OPERATION_TIMEOUT` ([`BackendError::Timeout`] when
-//! it fires; on PostgreSQL the server's `statement_timeout` is set to the same value), the
-//! pool holds `SATCHEL_POOL_SIZE` connections and waits `SATCHEL_CONNECT_TIMEOUT` for one.
-//! A connection the database dropped (a restart) or a deadlock is retried on a fresh
-//! connection within that timeout, so the first request after the database is back succeeds.
+//! The pool holds `SATCHEL_POOL_SIZE` connections and opens a new one within
+//! `SATCHEL_CONNECT_TIMEOUT`. A connection the database dropped (a restart) or a deadlock is
+//! retried on a fresh connection until the operation timeout, so the first request after the
+//! database is back succeeds; a lock wait that ran out is not retried.
+//!
+//! # Timeouts: the database gives up first
+//!
+//! `SATCHEL_OPERATION_TIMEOUT` (T) bounds the wait for a pooled connection and every wait
+//! inside the database, which gives up a margin before T (a tenth of T, at least 50 ms, at
+//! most 1 s, at most T/2). Set on each connection:
+//!
+//! | database | lock wait | whole statement |
+//! |---|---|---|
+//! | SQLite | `busy_timeout` = T − margin | (a one-row statement is short) |
+//! | PostgreSQL | `lock_timeout` = T − margin | `statement_timeout` = T − margin/2 |
+//! | MariaDB | `innodb_lock_wait_timeout` = T − margin, whole seconds, at least 1 | `max_statement_time` = T − margin/2 |
+//! | MySQL | the same | `max_execution_time` = T − margin/2 (SELECTs only) |
+//!
+//! A statement the client stops waiting for is not stopped: the server keeps running it (for
+//! SQLite, sqlx's worker thread does), and a write waiting for a lock would land once the lock
+//! is released, after its caller was told it failed and possibly over a newer write. So the
+//! client never abandons a statement the database may still be running. A lock held too long
+//! ends in the database with [`BackendError::LockTimeout`] ("the database gave up after N ms
+//! waiting for a lock …, and nothing was written; raise SATCHEL_OPERATION_TIMEOUT or find the
+//! long-running transaction"), a statement the server cancelled with
+//! [`BackendError::Timeout`]; either way nothing from that operation lands afterwards.
+//!
+//! The client's own [`BackendError::Timeout`] fires at T, or, while a statement it sent may
+//! still be running, once the database should have answered (a stalled server or network). So
+//! an operation that first waited for a pooled connection can take up to about 2T, and on
+//! MySQL with T of a second or less, as long as the 1 s lock wait. With T = 0 (no limit) the
+//! servers keep their own settings and SQLite waits for a lock as long as sqlx allows (24 days).
 //!
 //! # Expired rows
 //!
@@ -103,7 +130,7 @@ use satchel_core::{Backend, BackendError, ConfigError, Operation, SessionConfig}
 pub use sqlx;
 use time::PrimitiveDateTime;
 
-use crate::dialect::{MAX_KEY_CHARS, expiry_after, utc_now};
+use crate::dialect::{Budget, GaveUp, MAX_KEY_CHARS, expiry_after, utc_now};
 pub use crate::error::{SqlError, redact_url};
 use crate::table::TableName;
 
@@ -119,6 +146,11 @@ struct Inner {
     store: Store,
     name: &'static str,
     timeout: Duration,
+    /// How long the database may take to answer a statement already sent (its own limit plus
+    /// the margin for the answer to arrive); see [`dialect::Budget`].
+    answer_within: Duration,
+    /// What the database waits for a lock before it gives up, for the error.
+    lock_wait: Duration,
     cleanup_n_requests: Option<u64>,
     /// The largest value the `data` column holds, when it is smaller than any session should be.
     value_limit: Option<usize>,
@@ -261,11 +293,15 @@ impl SqlBackend {
             #[allow(unreachable_patterns)]
             Dialect::MySql => return Err(feature_off("mysql")),
         };
+        let limits = dialect::Limits::new(config.operation_timeout);
+        let (answer_within, lock_wait) = on_store!(&store, s => (s.answer_within(), s.lock_wait()));
         let backend = SqlBackend {
             inner: Arc::new(Inner {
                 store,
                 name,
-                timeout: dialect::nonzero(config.operation_timeout),
+                timeout: limits.operation,
+                answer_within: answer_within.saturating_add(limits.margin),
+                lock_wait,
                 cleanup_n_requests: config.cleanup_n_requests,
                 value_limit,
                 purge_key: format!("{}#{}", redact_url(&url), table.display()),
@@ -344,24 +380,57 @@ impl SqlBackend {
 }
 
 impl Inner {
-    /// Bounds `work` by the operation timeout and maps its error.
+    /// The clock for one operation.
+    fn budget(&self) -> Budget {
+        Budget::new(self.timeout, self.answer_within)
+    }
+
+    /// Runs `work` (which keeps `budget` up to date) until the database answers or the client
+    /// gives up, and maps its error.
+    ///
+    /// The client gives up at the operation timeout, or later while a statement it sent may
+    /// still be running in the database: abandoning it there would not stop it, and a write
+    /// reported as failed could land afterwards.
     async fn run<T>(
         &self,
         operation: Operation,
+        budget: &Budget,
         work: impl std::future::Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, BackendError> {
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(BackendError::driver(
-                self.name,
-                operation,
-                SqlError::from_sqlx(error),
-            )),
-            Err(_) => Err(BackendError::Timeout {
+        let mut work = std::pin::pin!(work);
+        loop {
+            let give_up_at = budget.give_up_at();
+            match tokio::time::timeout_at(give_up_at.into(), work.as_mut()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(error)) => return Err(self.failure(operation, budget, error)),
+                // A statement was sent since: wait for the database's answer to it.
+                Err(_) if budget.give_up_at() > give_up_at => {}
+                Err(_) => return Err(self.timed_out(operation)),
+            }
+        }
+    }
+
+    fn timed_out(&self, operation: Operation) -> BackendError {
+        BackendError::Timeout {
+            backend: self.name,
+            operation,
+            timeout: self.timeout,
+        }
+    }
+
+    fn failure(&self, operation: Operation, budget: &Budget, error: sqlx::Error) -> BackendError {
+        if matches!(error, sqlx::Error::PoolTimedOut) && budget.expired() {
+            // No connection before the deadline: nothing was sent.
+            return self.timed_out(operation);
+        }
+        match on_store!(&self.store, s => s.gave_up(&error)) {
+            Some(GaveUp::Lock) => BackendError::LockTimeout {
                 backend: self.name,
                 operation,
-                timeout: self.timeout,
-            }),
+                waited: self.lock_wait,
+            },
+            Some(GaveUp::Statement) => self.timed_out(operation),
+            None => BackendError::driver(self.name, operation, SqlError::from_sqlx(error)),
         }
     }
 
@@ -391,9 +460,10 @@ impl Inner {
         let now = utc_now();
         let mut total = 0;
         loop {
+            let budget = self.budget();
             let n = self
-                .run(Operation::Purge, async {
-                    on_store!(&self.store, s => s.purge_batch(now).await)
+                .run(Operation::Purge, &budget, async {
+                    on_store!(&self.store, s => s.purge_batch(&budget, now).await)
                 })
                 .await?;
             total += n;
@@ -421,9 +491,10 @@ impl Backend for SqlBackend {
             return Ok(None);
         }
         let now = utc_now();
+        let budget = inner.budget();
         inner
-            .run(Operation::Load, async {
-                on_store!(&inner.store, s => s.load(key, now).await)
+            .run(Operation::Load, &budget, async {
+                on_store!(&inner.store, s => s.load(&budget, key, now).await)
             })
             .await
     }
@@ -439,9 +510,10 @@ impl Backend for SqlBackend {
             return Ok(None);
         }
         let (now, until) = expiry(ttl);
+        let budget = inner.budget();
         inner
-            .run(Operation::LoadAndTouch, async {
-                on_store!(&inner.store, s => s.load_and_touch(key, now, until).await)
+            .run(Operation::LoadAndTouch, &budget, async {
+                on_store!(&inner.store, s => s.load_and_touch(&budget, key, now, until).await)
             })
             .await
     }
@@ -451,9 +523,10 @@ impl Backend for SqlBackend {
         inner.check_key(key)?;
         inner.check_value(value)?;
         let (now, until) = expiry(ttl);
+        let budget = inner.budget();
         inner
-            .run(Operation::Insert, async {
-                on_store!(&inner.store, s => s.insert(key, value, now, until).await)
+            .run(Operation::Insert, &budget, async {
+                on_store!(&inner.store, s => s.insert(&budget, key, value, now, until).await)
             })
             .await
     }
@@ -463,9 +536,10 @@ impl Backend for SqlBackend {
         inner.check_key(key)?;
         inner.check_value(value)?;
         let (_, until) = expiry(ttl);
+        let budget = inner.budget();
         inner
-            .run(Operation::Store, async {
-                on_store!(&inner.store, s => s.store(key, value, until).await)
+            .run(Operation::Store, &budget, async {
+                on_store!(&inner.store, s => s.store(&budget, key, value, until).await)
             })
             .await
     }
@@ -477,9 +551,10 @@ impl Backend for SqlBackend {
         }
         inner.check_value(value)?;
         let (now, until) = expiry(ttl);
+        let budget = inner.budget();
         inner
-            .run(Operation::Replace, async {
-                on_store!(&inner.store, s => s.replace(key, value, now, until).await)
+            .run(Operation::Replace, &budget, async {
+                on_store!(&inner.store, s => s.replace(&budget, key, value, now, until).await)
             })
             .await
     }
@@ -490,9 +565,10 @@ impl Backend for SqlBackend {
             return Ok(false);
         }
         let (now, until) = expiry(ttl);
+        let budget = inner.budget();
         inner
-            .run(Operation::Touch, async {
-                on_store!(&inner.store, s => s.touch(key, now, until).await)
+            .run(Operation::Touch, &budget, async {
+                on_store!(&inner.store, s => s.touch(&budget, key, now, until).await)
             })
             .await
     }
@@ -502,9 +578,10 @@ impl Backend for SqlBackend {
         if inner.check_key(key).is_err() {
             return Ok(());
         }
+        let budget = inner.budget();
         inner
-            .run(Operation::Delete, async {
-                on_store!(&inner.store, s => s.delete(key).await)
+            .run(Operation::Delete, &budget, async {
+                on_store!(&inner.store, s => s.delete(&budget, key).await)
             })
             .await
     }

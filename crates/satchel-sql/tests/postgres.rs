@@ -5,11 +5,14 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{LONG, assert_mentions, config, fresh_table};
+use common::{
+    LOCK_TEST_TIMEOUT, LONG, a_later_write_wins, assert_lock_timeout, assert_mentions, config,
+    fresh_table, hold_the_only_connection,
+};
 use satchel_core::testkit::{fresh_key, run, skipped};
-use satchel_core::{Backend, BackendError, SessionConfig};
+use satchel_core::{Backend, BackendError, Operation, SessionConfig};
 use satchel_sql::SqlBackend;
 use satchel_sql::sqlx::{self, Row};
 
@@ -399,37 +402,67 @@ fn updates_do_not_draw_from_the_id_sequence() {
     });
 }
 
+/// Locks `key`'s row in a transaction on a connection of its own, as a long transaction would.
+async fn lock_the_row(t: &TestTable, key: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let locker = sqlx::PgPool::connect(&url()).await.unwrap();
+    let mut tx = locker.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM \"{}\" WHERE session_id = $1 FOR UPDATE",
+        t.table
+    )))
+    .bind(key)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx
+}
+
 #[test]
-fn a_statement_that_hangs_gives_a_clean_timeout_and_the_next_one_succeeds() {
+fn a_write_that_timed_out_on_a_lock_never_lands_after_a_later_one() {
     if skipped(SKIP) {
         return;
     }
     run(async {
-        let t = TestTable::with(|c| c.operation_timeout = Duration::from_millis(500)).await;
+        let t = TestTable::with(|c| c.operation_timeout = LOCK_TEST_TIMEOUT).await;
         let key = fresh_key();
         t.backend.store(&key, b"before", LONG).await.unwrap();
-        // Another client holds the row's lock, so the update waits past the timeout.
-        let locker = sqlx::PgPool::connect(&url()).await.unwrap();
-        let mut tx = locker.begin().await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT 1 FROM \"{}\" WHERE session_id = $1 FOR UPDATE",
-            t.table
-        )))
-        .bind(&key)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+        let tx = lock_the_row(&t, &key).await;
         let err = t.backend.store(&key, b"during", LONG).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                BackendError::Timeout { .. } | BackendError::Driver { .. }
-            ),
-            "{err}"
-        );
+        // lock_timeout: the operation timeout less its 200 ms margin.
+        assert_lock_timeout(&err, Operation::Store, Duration::from_millis(1800), &key);
         tx.rollback().await.unwrap();
-        t.backend.store(&key, b"after", LONG).await.unwrap();
-        assert_eq!(t.backend.load(&key).await.unwrap(), Some(b"after".to_vec()));
+        a_later_write_wins(&t.backend, &key).await;
+    });
+}
+
+#[test]
+fn a_write_that_waited_for_a_connection_is_still_ended_by_the_database() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::with(|c| {
+            c.operation_timeout = LOCK_TEST_TIMEOUT;
+            c.pool_size = 1;
+        })
+        .await;
+        let key = fresh_key();
+        t.backend.store(&key, b"before", LONG).await.unwrap();
+        let tx = lock_the_row(&t, &key).await;
+        // The statement is sent a second late, so its lock wait outlasts the operation timeout;
+        // the client waits for the server's answer instead of leaving the statement waiting.
+        let held = hold_the_only_connection(t.pool(), Duration::from_secs(1)).await;
+        let started = Instant::now();
+        let err = t.backend.store(&key, b"during", LONG).await.unwrap_err();
+        assert_lock_timeout(&err, Operation::Store, Duration::from_millis(1800), &key);
+        assert!(
+            started.elapsed() > LOCK_TEST_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
+        held.await.unwrap();
+        tx.rollback().await.unwrap();
+        a_later_write_wins(&t.backend, &key).await;
     });
 }
 

@@ -4,11 +4,14 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{LONG, assert_mentions, config};
+use common::{
+    LOCK_TEST_TIMEOUT, LONG, a_later_write_wins, assert_lock_timeout, assert_mentions, config,
+    hold_the_only_connection,
+};
 use satchel_core::testkit::{fresh_key, run};
-use satchel_core::{Backend, BackendError, ConfigError, SessionConfig};
+use satchel_core::{Backend, BackendError, ConfigError, Operation, SessionConfig};
 use satchel_sql::SqlBackend;
 use satchel_sql::sqlx::{self, Row};
 use tempfile::TempDir;
@@ -420,36 +423,66 @@ fn cleanup_n_requests_zero_purges_on_every_load() {
     });
 }
 
+/// Takes the database's write lock on a connection of its own, as a long transaction would.
+async fn lock_the_database(dir: &TempDir) -> sqlx::pool::PoolConnection<sqlx::Sqlite> {
+    let mut locker = raw_pool(dir).await.acquire().await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    locker
+}
+
+async fn release(mut locker: sqlx::pool::PoolConnection<sqlx::Sqlite>) {
+    sqlx::query("ROLLBACK").execute(&mut *locker).await.unwrap();
+}
+
 #[test]
-fn a_locked_database_gives_a_clean_timeout_and_recovers() {
+fn a_write_that_timed_out_on_a_lock_never_lands_after_a_later_one() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
-        let backend = connect_with(&dir, |c| c.operation_timeout = Duration::from_millis(300))
+        let backend = connect_with(&dir, |c| c.operation_timeout = LOCK_TEST_TIMEOUT)
             .await
             .unwrap();
         let key = fresh_key();
         backend.store(&key, b"before", LONG).await.unwrap();
-        let pool = raw_pool(&dir).await;
-        let mut locker = pool.acquire().await.unwrap();
-        sqlx::query("BEGIN EXCLUSIVE")
-            .execute(&mut *locker)
-            .await
-            .unwrap();
+        let locker = lock_the_database(&dir).await;
         let err = backend.store(&key, b"during", LONG).await.unwrap_err();
+        // The busy timeout: the operation timeout less its 200 ms margin.
+        assert_lock_timeout(&err, Operation::Store, Duration::from_millis(1800), &key);
+        release(locker).await;
+        a_later_write_wins(&backend, &key).await;
+    });
+}
+
+#[test]
+fn a_write_that_waited_for_a_connection_is_still_ended_by_the_database() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = connect_with(&dir, |c| {
+            c.operation_timeout = LOCK_TEST_TIMEOUT;
+            c.pool_size = 1;
+        })
+        .await
+        .unwrap();
+        let key = fresh_key();
+        backend.store(&key, b"before", LONG).await.unwrap();
+        let locker = lock_the_database(&dir).await;
+        // The statement is sent a second late, so its lock wait outlasts the operation timeout;
+        // the client waits for the database's answer instead of leaving the statement running.
+        let pool = backend.sqlite_pool().unwrap();
+        let held = hold_the_only_connection(pool, Duration::from_secs(1)).await;
+        let started = Instant::now();
+        let err = backend.store(&key, b"during", LONG).await.unwrap_err();
+        assert_lock_timeout(&err, Operation::Store, Duration::from_millis(1800), &key);
         assert!(
-            matches!(
-                err,
-                BackendError::Timeout { .. } | BackendError::Driver { .. }
-            ),
-            "{err}"
+            started.elapsed() > LOCK_TEST_TIMEOUT,
+            "{:?}",
+            started.elapsed()
         );
-        sqlx::query("ROLLBACK").execute(&mut *locker).await.unwrap();
-        // Known issue: the statement whose wait timed out above can still be running on
-        // sqlx's SQLite worker and land once the lock is gone; let it finish before the write
-        // whose outcome this test checks (see the closing note of stop 10).
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        backend.store(&key, b"after", LONG).await.unwrap();
-        assert_eq!(backend.load(&key).await.unwrap(), Some(b"after".to_vec()));
+        held.await.unwrap();
+        release(locker).await;
+        a_later_write_wins(&backend, &key).await;
     });
 }
 

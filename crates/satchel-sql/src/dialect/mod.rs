@@ -2,7 +2,8 @@
 //! and the retry of transient failures. Each dialect's statements live in its own module.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use satchel_core::{ConfigError, SessionConfig};
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -215,9 +216,10 @@ fn transient(error: &sqlx::Error) -> Option<Transient> {
                 "57P01" | "57P02" | "57P03" => Some(Transient::Connection),
                 c if c.starts_with("08") => Some(Transient::Connection),
                 // Serialization failure and deadlock (MySQL/MariaDB report their deadlock as
-                // SQLSTATE 40001 too); SQLite busy/locked and their extended codes, after the
-                // busy timeout already waited.
-                "40001" | "40P01" | "5" | "6" | "517" | "262" => Some(Transient::Conflict),
+                // SQLSTATE 40001 too); SQLite's busy-snapshot and locked codes, which come back
+                // at once. Not SQLite's plain busy (5): it comes after the busy timeout already
+                // waited as long as the operation timeout allows (see `Limits`).
+                "40001" | "40P01" | "6" | "517" | "262" => Some(Transient::Conflict),
                 _ => None,
             }
         }
@@ -230,36 +232,164 @@ fn transient(error: &sqlx::Error) -> Option<Transient> {
 const CONNECTION_TRIES: u32 = 34;
 const CONFLICT_TRIES: u32 = 3;
 
-/// Runs `attempt` again while it fails with a transient error, a bounded number of times.
-pub(crate) async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, sqlx::Error>
+/// Runs `attempt` on a connection from `pool`, and again while it fails with a transient error,
+/// a bounded number of times and only while `budget`'s deadline has not passed.
+///
+/// Each attempt gets its own connection (a dead one is replaced by the next try). Waiting for
+/// it is bounded by the deadline; once the connection is handed to `attempt` its statement is
+/// about to be sent, which [`Budget::sending`] records. An attempt that sends a second
+/// statement calls `sending` again before it.
+pub(crate) async fn retry<DB, T, F, Fut>(
+    budget: &Budget,
+    pool: &sqlx::Pool<DB>,
+    mut attempt: F,
+) -> Result<T, sqlx::Error>
 where
-    F: FnMut() -> Fut,
+    DB: sqlx::Database,
+    F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
     Fut: Future<Output = Result<T, sqlx::Error>>,
 {
     let mut tries = 0u32;
     loop {
         tries += 1;
-        match attempt().await {
+        let conn = budget.acquire(pool).await?;
+        budget.sending();
+        match attempt(conn).await {
             Err(error) => {
-                let limit = match transient(&error) {
+                let kind = transient(&error);
+                let limit = match kind {
                     Some(Transient::Connection) => CONNECTION_TRIES,
                     Some(Transient::Conflict) => CONFLICT_TRIES,
                     None => return Err(error),
                 };
-                if tries >= limit {
+                // A dead pooled connection is replaced at once; a conflict backs off a little.
+                let pause = if kind == Some(Transient::Conflict) || tries > 4 {
+                    Duration::from_millis(20 * u64::from(tries.min(10)))
+                } else {
+                    Duration::ZERO
+                };
+                if tries >= limit || Instant::now() + pause >= budget.deadline {
                     return Err(error);
                 }
                 tracing::debug!(%error, tries, "satchel-sql: retrying after a transient error");
-                // A dead pooled connection is replaced at once; a conflict backs off a little.
-                let pause = if transient(&error) == Some(Transient::Conflict) || tries > 4 {
-                    20 * u64::from(tries.min(10))
-                } else {
-                    0
-                };
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                tokio::time::sleep(pause).await;
             }
             ok => return ok,
         }
+    }
+}
+
+/// How long the database itself may take, derived from `SATCHEL_OPERATION_TIMEOUT` so that the
+/// database gives up *before* the client does.
+///
+/// A statement the client stops waiting for is not stopped: the server (or, for SQLite, sqlx's
+/// worker thread) carries on, and a write waiting for a lock would land once the lock is
+/// released, after the caller was told it failed and possibly after a newer write. So every
+/// wait inside the database is bounded a margin below the operation timeout (each dialect sets
+/// these at connect), and the client never gives up on a statement the database may still be
+/// running (see [`Budget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// The operation timeout; a year when the config says 0 ("no limit").
+    pub(crate) operation: Duration,
+    /// The gap between the database's limits and the client's: the database's answer has this
+    /// long to arrive before the client gives up.
+    pub(crate) margin: Duration,
+    /// How long the database may wait for a lock: `operation - margin`.
+    pub(crate) lock_wait: Duration,
+    /// How long one statement may run, lock waits included: `operation - margin / 2`, so a lock
+    /// wait ends with the lock timeout's own, clearer error.
+    pub(crate) statement: Duration,
+    /// False when the operation timeout is 0: then the server keeps its own limits.
+    pub(crate) limited: bool,
+}
+
+impl Limits {
+    pub(crate) fn new(operation_timeout: Duration) -> Limits {
+        let operation = nonzero(operation_timeout);
+        // A tenth of the timeout, at least 50 ms (a loaded machine's scheduling delay), at most
+        // 1 s, and never more than half the timeout.
+        let margin = (operation / 10)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1))
+            .min(operation / 2);
+        // Never 0: for SQLite and PostgreSQL that would mean "no limit" or "do not wait".
+        let at_least_1ms = |d: Duration| d.max(Duration::from_millis(1));
+        Limits {
+            operation,
+            margin,
+            lock_wait: at_least_1ms(operation - margin),
+            statement: at_least_1ms(operation - margin / 2),
+            limited: !operation_timeout.is_zero(),
+        }
+    }
+}
+
+/// What the database gave up on before the client did, so nothing was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GaveUp {
+    /// Its lock timeout: another transaction held a lock the statement needed.
+    Lock,
+    /// Its statement timeout (SQLite has none).
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+    Statement,
+}
+
+/// The clock of one operation.
+///
+/// The client waits for a connection until the deadline (`SATCHEL_OPERATION_TIMEOUT` after the
+/// start) and starts no retry after it. Once a statement is sent it waits for the database's
+/// answer, which comes within the dialect's server-side limit (`answer_within`, already
+/// including [`Limits::margin`] for the answer to travel): the client gives up at the deadline
+/// or at that point, whichever is later. So a statement sent at once is abandoned at the
+/// deadline as before, and one sent late (after a long wait for a pooled connection) is never
+/// abandoned while the database could still apply it. The later moment is reached only when
+/// the database or the network stops answering altogether.
+pub(crate) struct Budget {
+    start: Instant,
+    deadline: Instant,
+    answer_within: Duration,
+    /// Microseconds after `start` until which a statement already sent may still be running.
+    running_until: AtomicU64,
+}
+
+impl Budget {
+    pub(crate) fn new(timeout: Duration, answer_within: Duration) -> Budget {
+        let start = Instant::now();
+        Budget {
+            start,
+            deadline: start + timeout,
+            answer_within,
+            running_until: AtomicU64::new(0),
+        }
+    }
+
+    /// A connection from `pool`, waiting at most until the deadline (abandoning this wait is
+    /// harmless: nothing was sent yet).
+    async fn acquire<DB: sqlx::Database>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
+        tokio::time::timeout_at(self.deadline.into(), pool.acquire())
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+    }
+
+    /// Records that a statement is being sent now.
+    pub(crate) fn sending(&self) {
+        let until = (self.start.elapsed() + self.answer_within).as_micros();
+        self.running_until
+            .fetch_max(u64::try_from(until).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// When the client may give up: the deadline, or later while a statement may be running.
+    pub(crate) fn give_up_at(&self) -> Instant {
+        let running = Duration::from_micros(self.running_until.load(Ordering::Relaxed));
+        self.deadline.max(self.start + running)
+    }
+
+    /// Whether the deadline has passed.
+    pub(crate) fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
     }
 }
 

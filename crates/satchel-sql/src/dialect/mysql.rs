@@ -11,15 +11,16 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use satchel_core::{ConfigError, SessionConfig};
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool};
 use sqlx::{AssertSqlSafe, Row};
 use time::PrimitiveDateTime;
 
 use super::{
-    FoundColumn, Kind, PURGE_BATCH, Setup, check_shape, missing_table, pool_options, retry,
-    setup_error, unreachable,
+    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Setup, check_shape, missing_table,
+    pool_options, retry, setup_error, unreachable,
 };
 use crate::error::redact_url;
 use crate::table::TableName;
@@ -75,6 +76,52 @@ pub(crate) struct MySqlStore {
     pool: MySqlPool,
     sql: Sql,
     value_limit: Option<usize>,
+    /// The limits set on every connection; `None` when the operation timeout is 0.
+    limits: Option<SessionLimits>,
+}
+
+/// InnoDB's own default `innodb_lock_wait_timeout`, in force when Satchel sets none.
+const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(50);
+
+/// The session variables set on each new connection so the server gives up before the client:
+/// a statement the client stopped waiting for would otherwise go on waiting for its row lock
+/// and land once the lock is released, after its caller was told it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SessionLimits {
+    /// `innodb_lock_wait_timeout`: whole seconds, rounded down, at least 1 (MySQL accepts no
+    /// less). With an operation timeout of a second or less, MariaDB's `max_statement_time`
+    /// still ends the wait in time; MySQL's outlasts it, and the client waits for its answer.
+    lock_wait: Duration,
+    /// MariaDB's `max_statement_time` (any statement, lock waits included) or MySQL's
+    /// `max_execution_time` (read-only SELECTs only).
+    statement: Duration,
+}
+
+impl SessionLimits {
+    fn new(limits: Limits) -> Option<SessionLimits> {
+        limits.limited.then(|| SessionLimits {
+            lock_wait: Duration::from_secs(limits.lock_wait.as_secs().max(1)),
+            statement: limits.statement,
+        })
+    }
+
+    /// The `SET` for a server whose `VERSION()` is `version`: the two databases name their
+    /// statement limit differently, and each refuses the other's name.
+    fn set_sql(&self, version: &str) -> String {
+        let lock_wait = self.lock_wait.as_secs();
+        if version.contains("MariaDB") {
+            format!(
+                "SET SESSION innodb_lock_wait_timeout = {lock_wait}, \
+                 max_statement_time = {:.6}",
+                self.statement.as_secs_f64()
+            )
+        } else {
+            format!(
+                "SET SESSION innodb_lock_wait_timeout = {lock_wait}, max_execution_time = {}",
+                self.statement.as_millis().max(1)
+            )
+        }
+    }
 }
 
 impl MySqlStore {
@@ -89,17 +136,34 @@ impl MySqlStore {
             value: shown.clone(),
             expected: format!("a MySQL URL such as mysql://user:password@host/db ({e})"),
         })?;
+        let limits = SessionLimits::new(Limits::new(config.operation_timeout));
+        let mut pool = pool_options(config);
+        if let Some(limits) = limits {
+            // One more round trip per new connection (not per operation): the server's name
+            // decides which variable bounds a statement.
+            pool = pool.after_connect(move |conn, _| {
+                Box::pin(async move {
+                    let version: String = sqlx::query_scalar("SELECT VERSION()")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    sqlx::raw_sql(AssertSqlSafe(limits.set_sql(&version)))
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
         let connect_timeout = super::nonzero(config.connect_timeout);
-        let pool =
-            tokio::time::timeout(connect_timeout, pool_options(config).connect_with(options))
-                .await
-                .map_err(|_| unreachable(NAME, &shown, None, connect_timeout))?
-                .map_err(|e| unreachable(NAME, &shown, Some(e), connect_timeout))?;
+        let pool = tokio::time::timeout(connect_timeout, pool.connect_with(options))
+            .await
+            .map_err(|_| unreachable(NAME, &shown, None, connect_timeout))?
+            .map_err(|e| unreachable(NAME, &shown, Some(e), connect_timeout))?;
         let quoted = table.quoted('`');
         let mut store = MySqlStore {
             pool,
             sql: Sql::new(&quoted),
             value_limit: None,
+            limits,
         };
         let mut attempt = 0;
         loop {
@@ -210,7 +274,7 @@ impl MySqlStore {
                 match sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await {
                     // Another process created it meanwhile (ER_DUP_KEYNAME).
                     Err(sqlx::Error::Database(e))
-                        if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                        if e.try_downcast_ref::<MySqlDatabaseError>()
                             .is_some_and(|e| e.number() == 1061) => {}
                     other => {
                         other?;
@@ -227,14 +291,16 @@ impl MySqlStore {
 
     pub(crate) async fn load(
         &self,
+        budget: &Budget,
         key: &str,
         now: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        retry(|| {
+        retry(budget, &self.pool, |mut conn| async move {
             sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
                 .bind(key)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
+                .await
         })
         .await
         .map(Option::flatten)
@@ -242,19 +308,21 @@ impl MySqlStore {
 
     pub(crate) async fn load_and_touch(
         &self,
+        budget: &Budget,
         key: &str,
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        if !self.touch(key, now, expiry).await? {
+        if !self.touch(budget, key, now, expiry).await? {
             return Ok(None);
         }
-        retry(|| {
+        retry(budget, &self.pool, |mut conn| async move {
             sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(
                 &self.sql.load_live_or_not,
             )))
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
+            .await
         })
         .await
         .map(Option::flatten)
@@ -262,29 +330,31 @@ impl MySqlStore {
 
     pub(crate) async fn insert(
         &self,
+        budget: &Budget,
         key: &str,
         value: &[u8],
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        retry(|| async move {
+        retry(budget, &self.pool, |mut conn| async move {
             let inserted = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
                 .bind(key)
                 .bind(value)
                 .bind(expiry)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await;
             match inserted {
                 Ok(_) => Ok(true),
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     // The id is taken: by a live session (a collision) or an expired one,
                     // which is taken over only if it is still expired.
+                    budget.sending();
                     let taken = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.take_over)))
                         .bind(value)
                         .bind(expiry)
                         .bind(key)
                         .bind(now)
-                        .execute(&self.pool)
+                        .execute(&mut *conn)
                         .await?;
                     Ok(taken.rows_affected() > 0)
                 }
@@ -296,23 +366,25 @@ impl MySqlStore {
 
     pub(crate) async fn store(
         &self,
+        budget: &Budget,
         key: &str,
         value: &[u8],
         expiry: PrimitiveDateTime,
     ) -> Result<(), sqlx::Error> {
-        retry(|| async move {
+        retry(budget, &self.pool, |mut conn| async move {
             let updated = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.update)))
                 .bind(value)
                 .bind(expiry)
                 .bind(key)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
             if updated.rows_affected() == 0 {
+                budget.sending();
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.upsert)))
                     .bind(key)
                     .bind(value)
                     .bind(expiry)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
                     .await?;
             }
             Ok(())
@@ -322,18 +394,20 @@ impl MySqlStore {
 
     pub(crate) async fn replace(
         &self,
+        budget: &Budget,
         key: &str,
         value: &[u8],
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        let done = retry(|| {
+        let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
                 .bind(value)
                 .bind(expiry)
                 .bind(key)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(done.rows_affected() > 0)
@@ -341,39 +415,76 @@ impl MySqlStore {
 
     pub(crate) async fn touch(
         &self,
+        budget: &Budget,
         key: &str,
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        let done = retry(|| {
+        let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
                 .bind(expiry)
                 .bind(key)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    pub(crate) async fn delete(&self, key: &str) -> Result<(), sqlx::Error> {
-        retry(|| {
+    pub(crate) async fn delete(&self, budget: &Budget, key: &str) -> Result<(), sqlx::Error> {
+        retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
                 .bind(key)
-                .execute(&self.pool)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(())
     }
 
-    pub(crate) async fn purge_batch(&self, now: PrimitiveDateTime) -> Result<u64, sqlx::Error> {
-        let done = retry(|| {
+    pub(crate) async fn purge_batch(
+        &self,
+        budget: &Budget,
+        now: PrimitiveDateTime,
+    ) -> Result<u64, sqlx::Error> {
+        let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// The longest a statement already sent can run: the later of InnoDB's lock wait timeout
+    /// and the statement time limit (MariaDB's bounds every statement, MySQL's only SELECTs;
+    /// a write on one row is otherwise short). InnoDB may notice an expired lock wait up to a
+    /// second late (MySQL checks them once a second), hence the extra second.
+    pub(crate) fn answer_within(&self) -> Duration {
+        match self.limits {
+            Some(l) => (l.lock_wait + Duration::from_secs(1)).max(l.statement),
+            None => super::nonzero(Duration::ZERO),
+        }
+    }
+
+    /// What the server waits for a row lock before it gives up: `innodb_lock_wait_timeout`.
+    pub(crate) fn lock_wait(&self) -> Duration {
+        self.limits.map_or(DEFAULT_LOCK_WAIT, |l| l.lock_wait)
+    }
+
+    /// Whether the server gave up: ER_LOCK_WAIT_TIMEOUT (1205), or the statement time limit
+    /// (MariaDB's ER_STATEMENT_TIMEOUT 1969, MySQL's ER_QUERY_TIMEOUT 3024).
+    pub(crate) fn gave_up(&self, error: &sqlx::Error) -> Option<GaveUp> {
+        let sqlx::Error::Database(db) = error else {
+            return None;
+        };
+        match db.try_downcast_ref::<MySqlDatabaseError>()?.number() {
+            1205 => Some(GaveUp::Lock),
+            1969 | 3024 => Some(GaveUp::Statement),
+            _ => None,
+        }
     }
 
     pub(crate) fn pool(&self) -> &MySqlPool {
@@ -392,5 +503,28 @@ fn kind(data_type: &str) -> Option<Kind> {
         // sqlx sets the session time zone to UTC, so TIMESTAMP reads back as written.
         "datetime" | "timestamp" => Some(Kind::DateTime),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Limits, SessionLimits};
+
+    #[test]
+    fn each_server_gets_the_statement_limit_it_knows() {
+        let limits = SessionLimits::new(Limits::new(Duration::from_secs(5))).unwrap();
+        assert_eq!(
+            limits.set_sql("10.11.14-MariaDB-0+deb12u2"),
+            "SET SESSION innodb_lock_wait_timeout = 4, max_statement_time = 4.750000"
+        );
+        assert_eq!(
+            limits.set_sql("8.0.36"),
+            "SET SESSION innodb_lock_wait_timeout = 4, max_execution_time = 4750"
+        );
+        let short = SessionLimits::new(Limits::new(Duration::from_millis(500))).unwrap();
+        assert_eq!(short.lock_wait, Duration::from_secs(1));
+        assert_eq!(SessionLimits::new(Limits::new(Duration::ZERO)), None);
     }
 }

@@ -6,6 +6,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use satchel_core::{ConfigError, SessionConfig};
 use sqlx::postgres::{PgConnectOptions, PgPool};
@@ -13,8 +14,8 @@ use sqlx::{AssertSqlSafe, Row};
 use time::PrimitiveDateTime;
 
 use super::{
-    FoundColumn, Kind, PURGE_BATCH, Setup, check_shape, missing_table, pool_options, retry,
-    setup_error, unreachable,
+    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Setup, check_shape, missing_table,
+    pool_options, retry, setup_error, unreachable,
 };
 use crate::error::redact_url;
 use crate::table::TableName;
@@ -76,6 +77,7 @@ impl Sql {
 pub(crate) struct PgStore {
     pool: PgPool,
     sql: Sql,
+    limits: Limits,
 }
 
 impl PgStore {
@@ -94,10 +96,16 @@ impl PgStore {
                 ),
             })?
             .application_name("satchel");
-        if !config.operation_timeout.is_zero() {
-            // The server stops a runaway statement too, not only the client's wait for it.
-            let ms = config.operation_timeout.as_millis().to_string();
-            options = options.options([("statement_timeout", ms.as_str())]);
+        let limits = Limits::new(config.operation_timeout);
+        if limits.limited {
+            // The server gives up before the client does: a statement the client stopped
+            // waiting for would otherwise go on waiting for its row lock and land once the
+            // lock is released, after its caller was told it failed. lock_timeout is the
+            // shorter, so a lock wait ends with its own error (55P03).
+            options = options.options([
+                ("lock_timeout", limits.lock_wait.as_millis()),
+                ("statement_timeout", limits.statement.as_millis()),
+            ]);
         }
         let connect_timeout = super::nonzero(config.connect_timeout);
         let pool =
@@ -109,6 +117,7 @@ impl PgStore {
         let store = PgStore {
             pool,
             sql: Sql::new(&quoted),
+            limits,
         };
         // Several processes starting at once may race to create the table; the loser's
         // CREATE fails on the catalog's unique index, and a second look finds the table.
@@ -203,14 +212,16 @@ impl PgStore {
 
     pub(crate) async fn load(
         &self,
+        budget: &Budget,
         key: &str,
         now: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        retry(|| {
+        retry(budget, &self.pool, |mut conn| async move {
             sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
                 .bind(key)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
+                .await
         })
         .await
         .map(Option::flatten)
@@ -218,18 +229,20 @@ impl PgStore {
 
     pub(crate) async fn load_and_touch(
         &self,
+        budget: &Budget,
         key: &str,
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        retry(|| {
+        retry(budget, &self.pool, |mut conn| async move {
             sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(
                 &self.sql.load_and_touch,
             )))
             .bind(expiry)
             .bind(key)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
+            .await
         })
         .await
         .map(Option::flatten)
@@ -237,18 +250,20 @@ impl PgStore {
 
     pub(crate) async fn insert(
         &self,
+        budget: &Budget,
         key: &str,
         value: &[u8],
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        let done = retry(|| {
+        let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
                 .bind(key)
                 .bind(value)
                 .bind(expiry)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(done.rows_affected() == 1)
@@ -256,23 +271,25 @@ impl PgStore {
 
     pub(crate) async fn store(
         &self,
+        budget: &Budget,
         key: &str,
         value: &[u8],
         expiry: PrimitiveDateTime,
     ) -> Result<(), sqlx::Error> {
-        retry(|| async move {
+        retry(budget, &self.pool, |mut conn| async move {
             let updated = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.update)))
                 .bind(value)
                 .bind(expiry)
                 .bind(key)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
             if updated.rows_affected() == 0 {
+                budget.sending();
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.upsert)))
                     .bind(key)
                     .bind(value)
                     .bind(expiry)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
                     .await?;
             }
             Ok(())
@@ -282,18 +299,20 @@ impl PgStore {
 
     pub(crate) async fn replace(
         &self,
+        budget: &Budget,
         key: &str,
         value: &[u8],
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        let done = retry(|| {
+        let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
                 .bind(value)
                 .bind(expiry)
                 .bind(key)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(done.rows_affected() > 0)
@@ -301,39 +320,74 @@ impl PgStore {
 
     pub(crate) async fn touch(
         &self,
+        budget: &Budget,
         key: &str,
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        let done = retry(|| {
+        let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
                 .bind(expiry)
                 .bind(key)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    pub(crate) async fn delete(&self, key: &str) -> Result<(), sqlx::Error> {
-        retry(|| {
+    pub(crate) async fn delete(&self, budget: &Budget, key: &str) -> Result<(), sqlx::Error> {
+        retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
                 .bind(key)
-                .execute(&self.pool)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(())
     }
 
-    pub(crate) async fn purge_batch(&self, now: PrimitiveDateTime) -> Result<u64, sqlx::Error> {
-        let done = retry(|| {
+    pub(crate) async fn purge_batch(
+        &self,
+        budget: &Budget,
+        now: PrimitiveDateTime,
+    ) -> Result<u64, sqlx::Error> {
+        let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// The longest a statement already sent can run: the server's `statement_timeout`.
+    pub(crate) fn answer_within(&self) -> Duration {
+        if self.limits.limited {
+            self.limits.statement
+        } else {
+            self.limits.operation
+        }
+    }
+
+    /// What the server waits for a lock before it gives up: its `lock_timeout`.
+    pub(crate) fn lock_wait(&self) -> Duration {
+        self.limits.lock_wait
+    }
+
+    /// Whether the server gave up: `lock_timeout` (55P03, lock_not_available) or
+    /// `statement_timeout` (57014, query_canceled).
+    pub(crate) fn gave_up(&self, error: &sqlx::Error) -> Option<GaveUp> {
+        let sqlx::Error::Database(db) = error else {
+            return None;
+        };
+        match db.code()?.as_ref() {
+            "55P03" => Some(GaveUp::Lock),
+            "57014" => Some(GaveUp::Statement),
+            _ => None,
+        }
     }
 
     pub(crate) fn pool(&self) -> &PgPool {

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use satchel_core::{ConfigError, SessionConfig};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
@@ -14,7 +15,8 @@ use sqlx::{AssertSqlSafe, Row};
 use time::PrimitiveDateTime;
 
 use super::{
-    FoundColumn, Kind, PURGE_BATCH, Setup, check_shape, missing_table, pool_options, retry,
+    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Setup, check_shape, missing_table,
+    pool_options, retry,
 };
 use crate::table::TableName;
 
@@ -32,6 +34,17 @@ fn text(t: PrimitiveDateTime) -> String {
         t.second(),
         t.microsecond()
     )
+}
+
+/// SQLite's busy timeout: how long a statement waits for another connection's write lock
+/// before it fails with SQLITE_BUSY. Below the operation timeout, so that a write waiting for
+/// the lock gives up inside the database: sqlx runs each statement on a worker thread that
+/// goes on when the caller stops waiting, and a write whose caller had already been told it
+/// failed would otherwise land once the lock is released.
+fn busy_timeout(limits: Limits) -> Duration {
+    // sqlx takes the busy timeout in i32 milliseconds (and panics beyond): some 24 days, which
+    // is "no limit" in practice when the operation timeout is 0.
+    limits.lock_wait.min(Duration::from_millis(i32::MAX as u64))
 }
 
 /// The statements for one table, built once from the validated name.
@@ -88,6 +101,7 @@ impl Sql {
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
     sql: Sql,
+    busy_timeout: Duration,
 }
 
 fn unusable_file(url: &str, path: &Path, error: impl std::fmt::Display) -> ConfigError {
@@ -127,12 +141,13 @@ impl SqliteStore {
         })?;
         let path = options.get_filename().to_path_buf();
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let busy_timeout = busy_timeout(Limits::new(config.operation_timeout));
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // WAL with NORMAL is durable across application crashes and much faster than FULL.
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(super::nonzero(config.operation_timeout));
+            .busy_timeout(busy_timeout);
         let mut pool = pool_options(config);
         if in_memory {
             // An in-memory database lives only while a connection holds it open.
@@ -153,6 +168,7 @@ impl SqliteStore {
         let store = SqliteStore {
             pool,
             sql: Sql::new(&quoted),
+            busy_timeout,
         };
         store
             .prepare_schema(&table, &quoted, config.sqlalchemy_create_table)
@@ -232,15 +248,17 @@ impl SqliteStore {
 
     pub(crate) async fn load(
         &self,
+        budget: &Budget,
         key: &str,
         now: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        let now = text(now);
-        retry(|| {
+        let now = &text(now);
+        retry(budget, &self.pool, |mut conn| async move {
             sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
                 .bind(key)
-                .bind(&now)
-                .fetch_optional(&self.pool)
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await
         })
         .await
         .map(Option::flatten)
@@ -248,19 +266,21 @@ impl SqliteStore {
 
     pub(crate) async fn load_and_touch(
         &self,
+        budget: &Budget,
         key: &str,
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        let (now, expiry) = (text(now), text(expiry));
-        retry(|| {
+        let (now, expiry) = (&text(now), &text(expiry));
+        retry(budget, &self.pool, |mut conn| async move {
             sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(
                 &self.sql.load_and_touch,
             )))
-            .bind(&expiry)
+            .bind(expiry)
             .bind(key)
-            .bind(&now)
-            .fetch_optional(&self.pool)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await
         })
         .await
         .map(Option::flatten)
@@ -268,19 +288,21 @@ impl SqliteStore {
 
     pub(crate) async fn insert(
         &self,
+        budget: &Budget,
         key: &str,
         value: &[u8],
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        let (now, expiry) = (text(now), text(expiry));
-        let done = retry(|| {
+        let (now, expiry) = (&text(now), &text(expiry));
+        let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
                 .bind(key)
                 .bind(value)
-                .bind(&expiry)
-                .bind(&now)
-                .execute(&self.pool)
+                .bind(expiry)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(done.rows_affected() == 1)
@@ -288,17 +310,19 @@ impl SqliteStore {
 
     pub(crate) async fn store(
         &self,
+        budget: &Budget,
         key: &str,
         value: &[u8],
         expiry: PrimitiveDateTime,
     ) -> Result<(), sqlx::Error> {
-        let expiry = text(expiry);
-        retry(|| {
+        let expiry = &text(expiry);
+        retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.store)))
                 .bind(key)
                 .bind(value)
-                .bind(&expiry)
-                .execute(&self.pool)
+                .bind(expiry)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(())
@@ -306,19 +330,21 @@ impl SqliteStore {
 
     pub(crate) async fn replace(
         &self,
+        budget: &Budget,
         key: &str,
         value: &[u8],
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        let (now, expiry) = (text(now), text(expiry));
-        let done = retry(|| {
+        let (now, expiry) = (&text(now), &text(expiry));
+        let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
                 .bind(value)
-                .bind(&expiry)
+                .bind(expiry)
                 .bind(key)
-                .bind(&now)
-                .execute(&self.pool)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(done.rows_affected() > 0)
@@ -326,42 +352,73 @@ impl SqliteStore {
 
     pub(crate) async fn touch(
         &self,
+        budget: &Budget,
         key: &str,
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        let (now, expiry) = (text(now), text(expiry));
-        let done = retry(|| {
+        let (now, expiry) = (&text(now), &text(expiry));
+        let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
-                .bind(&expiry)
+                .bind(expiry)
                 .bind(key)
-                .bind(&now)
-                .execute(&self.pool)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    pub(crate) async fn delete(&self, key: &str) -> Result<(), sqlx::Error> {
-        retry(|| {
+    pub(crate) async fn delete(&self, budget: &Budget, key: &str) -> Result<(), sqlx::Error> {
+        retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
                 .bind(key)
-                .execute(&self.pool)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(())
     }
 
     /// Deletes one batch of expired rows; the caller repeats while a full batch went.
-    pub(crate) async fn purge_batch(&self, now: PrimitiveDateTime) -> Result<u64, sqlx::Error> {
-        let now = text(now);
-        let done = retry(|| {
+    pub(crate) async fn purge_batch(
+        &self,
+        budget: &Budget,
+        now: PrimitiveDateTime,
+    ) -> Result<u64, sqlx::Error> {
+        let now = &text(now);
+        let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
-                .bind(&now)
-                .execute(&self.pool)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
         })
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// The longest a statement already sent can run: SQLite's only wait is the busy timeout
+    /// (for the write lock); the statement itself, on one row, is short.
+    pub(crate) fn answer_within(&self) -> Duration {
+        self.busy_timeout
+    }
+
+    /// What the database waits for a lock before it gives up.
+    pub(crate) fn lock_wait(&self) -> Duration {
+        self.busy_timeout
+    }
+
+    /// Whether the database itself gave up: SQLITE_BUSY (and its extended codes) after the
+    /// busy timeout.
+    pub(crate) fn gave_up(&self, error: &sqlx::Error) -> Option<GaveUp> {
+        let sqlx::Error::Database(db) = error else {
+            return None;
+        };
+        let code: i32 = db.code()?.parse().ok()?;
+        // Extended codes carry the primary one in their low byte; BUSY_SNAPSHOT (517) comes
+        // back at once, without waiting, and is retried instead.
+        (code & 0xff == 5 && code != 517).then_some(GaveUp::Lock)
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -386,9 +443,29 @@ fn kind(upper: &str) -> Option<Kind> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use time::macros::datetime;
 
-    use super::text;
+    use super::{Limits, busy_timeout, text};
+
+    #[test]
+    fn the_busy_timeout_is_below_the_operation_timeout_and_never_zero() {
+        for (operation, busy) in [
+            (Duration::from_secs(5), Duration::from_millis(4500)),
+            (Duration::from_millis(300), Duration::from_millis(250)),
+            (Duration::from_secs(60), Duration::from_secs(59)),
+            (Duration::from_millis(40), Duration::from_millis(20)),
+            (Duration::from_millis(1), Duration::from_millis(1)),
+        ] {
+            assert_eq!(busy_timeout(Limits::new(operation)), busy, "{operation:?}");
+        }
+        // 0 means no limit: the largest busy timeout sqlx accepts, not a panic.
+        assert_eq!(
+            busy_timeout(Limits::new(Duration::ZERO)),
+            Duration::from_millis(i32::MAX as u64)
+        );
+    }
 
     #[test]
     fn timestamps_are_written_as_sqlalchemy_writes_them() {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use satchel_core::testkit::fresh_key;
-use satchel_core::{Backend, SessionConfig};
+use satchel_core::{Backend, BackendError, Operation, SessionConfig};
 use satchel_sql::SqlBackend;
 
 /// A table name no other test uses.
@@ -143,6 +143,80 @@ pub async fn insert_takes_over_an_expired_row(backend: &SqlBackend) {
             .await
             .expect("insert live")
     );
+}
+
+/// The operation timeout of the lock tests: the database gives up waiting for a lock a margin
+/// (200 ms) before it, wide enough for a loaded machine to deliver the answer in time.
+pub const LOCK_TEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asserts that `error` is the database giving up on a lock after `waited`, with a message that
+/// says so and what to do, and that does not quote the session key.
+pub fn assert_lock_timeout(
+    error: &BackendError,
+    operation: Operation,
+    waited: Duration,
+    key: &str,
+) {
+    assert!(
+        matches!(
+            error,
+            BackendError::LockTimeout { operation: op, waited: w, .. } if *op == operation && *w == waited
+        ),
+        "want the database's lock timeout after {waited:?}, got: {error:?}"
+    );
+    let text = error.to_string();
+    let ms = format!("after {} ms waiting for a lock", waited.as_millis());
+    for needle in [
+        ms.as_str(),
+        "nothing was written",
+        "SATCHEL_OPERATION_TIMEOUT",
+        "transaction",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in: {text}");
+    }
+    assert!(!text.contains(key), "the message quotes the key: {text}");
+}
+
+/// After a store of `key` failed on a lock and the lock is released: the failed write is not
+/// there, and a later write is what stays.
+///
+/// Nothing waits for the failed statement to finish: the database gave up on it before the error
+/// came back, so it is over. The pause after the later write is only there to expose a statement
+/// that was wrongly still waiting for the lock: it would take the lock within that time (SQLite's
+/// busy handler tries again at least every 100 ms; PostgreSQL and InnoDB wake a waiter as soon as
+/// the lock is released) and overwrite "after".
+pub async fn a_later_write_wins(backend: &SqlBackend, key: &str) {
+    assert_eq!(
+        backend
+            .load(key)
+            .await
+            .expect("load once the lock is released"),
+        Some(b"before".to_vec()),
+        "the write reported as failed landed"
+    );
+    backend
+        .store(key, b"after", LONG)
+        .await
+        .expect("store once the lock is released");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        backend.load(key).await.expect("load"),
+        Some(b"after".to_vec()),
+        "the write reported as failed landed late, over a later one"
+    );
+}
+
+/// Takes the only connection of `pool` and gives it back after `hold`, so an operation started
+/// meanwhile sends its statement that much after it started.
+pub async fn hold_the_only_connection<DB: satchel_sql::sqlx::Database>(
+    pool: &satchel_sql::sqlx::Pool<DB>,
+    hold: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let held = pool.acquire().await.expect("the pool's connection");
+    tokio::spawn(async move {
+        tokio::time::sleep(hold).await;
+        drop(held);
+    })
 }
 
 /// Asserts that a start-up error mentions every one of `needles`.
