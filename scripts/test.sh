@@ -49,9 +49,9 @@ add_skip() { # add_skip NAME FILTERSET
   skipped_names+=("$1")
   filter="$filter - ($2)"
 }
-skipped REDIS && add_skip redis "package(satchel-redis) | binary_id(satchel::redis_commands) | test(/interop_redis/)"
+skipped REDIS && add_skip redis "package(satchel-redis) | binary_id(satchel::redis_commands) | test(/interop_redis/) | test(/redis/)"
 skipped MEMCACHED && add_skip memcached "package(satchel-memcached) | test(/interop_memcached/) | test(/memcached/)"
-skipped MONGODB && add_skip mongodb "package(satchel-mongodb) | test(/interop_mongodb/)"
+skipped MONGODB && add_skip mongodb "package(satchel-mongodb) | test(/interop_mongodb/) | test(/mongodb/)"
 skipped POSTGRES && add_skip postgres "binary_id(satchel-sql::postgres) | test(/interop_postgres/) | test(/postgres/)"
 skipped MYSQL && add_skip mysql "binary_id(satchel-sql::mysql) | test(/interop_mysql/) | test(/mysql|mariadb/)"
 

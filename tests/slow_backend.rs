@@ -20,7 +20,7 @@ use actix_web::http::header;
 use actix_web::{App, HttpResponse, test, web};
 use satchel::{AnyBackend, Satchel, SessionConfig, SessionId, Store};
 use satchel_core::testkit::skipped;
-use slow_proxy::SlowProxy;
+use slow_proxy::{SlowProxy, host_port, via};
 
 /// Turns a hang into a failure; far above the 1 s operation timeout.
 const HANG: Duration = Duration::from_secs(30);
@@ -188,34 +188,6 @@ async fn a_stalled_memcached_fails_requests_cleanly_and_recovers() {
     stalls_fail_cleanly_and_the_app_recovers(&satchel, &proxy).await;
 }
 
-/// `url` with its `host:port` replaced by `addr`.
-fn via(url: &str, addr: std::net::SocketAddr) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    let userinfo = authority
-        .rsplit_once('@')
-        .map(|(userinfo, _)| format!("{userinfo}@"))
-        .unwrap_or_default();
-    format!("{scheme}://{userinfo}{addr}{path}")
-}
-
-/// `host:port` of `url`, with PostgreSQL's default port.
-fn host_port(url: &str) -> String {
-    let rest = url.split_once("://").expect("a URL").1;
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    if host
-        .rsplit_once(':')
-        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
-    {
-        host.to_owned()
-    } else {
-        format!("{host}:5432")
-    }
-}
-
 #[actix_web::test]
 async fn a_stalled_postgres_fails_requests_cleanly_and_recovers() {
     if skipped("POSTGRES") {
@@ -223,7 +195,7 @@ async fn a_stalled_postgres_fails_requests_cleanly_and_recovers() {
     }
     let url = std::env::var("SATCHEL_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://satchel:satchel@127.0.0.1:5432/satchel".into());
-    let proxy = SlowProxy::start(&host_port(&url)).await.unwrap();
+    let proxy = SlowProxy::start(&host_port(&url, 5432)).await.unwrap();
     // A table of its own, so parallel runs never meet.
     let table: String = String::from(SessionId::generate(16).unwrap())
         .chars()
@@ -269,6 +241,9 @@ async fn urls_are_pointed_at_the_proxy() {
         "postgres://satchel:satchel@127.0.0.1:4242/satchel?sslmode=disable"
     );
     assert_eq!(via("postgres://db/x", addr), "postgres://127.0.0.1:4242/x");
-    assert_eq!(host_port("postgres://u:p@10.0.0.1:6543/x"), "10.0.0.1:6543");
-    assert_eq!(host_port("postgres://u:p@db/x"), "db:5432");
+    assert_eq!(
+        host_port("postgres://u:p@10.0.0.1:6543/x", 5432),
+        "10.0.0.1:6543"
+    );
+    assert_eq!(host_port("postgres://u:p@db/x", 5432), "db:5432");
 }
