@@ -40,6 +40,11 @@ struct Shared {
     inner_key: Key,
     /// `SESSION_PERMANENT`: whether a new session is permanent.
     permanent_by_default: bool,
+    /// `SESSION_REFRESH_EACH_REQUEST`: re-send the cookie of an unchanged permanent session.
+    /// actix-session inside runs with `OnStateChanges` and sends no cookie for an unchanged
+    /// session; this layer sends Flask's from the id the request carried, which spares a
+    /// signature by actix-session and its verification here on every read-only request.
+    refresh_each_request: bool,
     /// `SESSION_TYPE=cookie`: the session lives in the cookie.
     client_side: Option<ClientSide>,
 }
@@ -86,6 +91,8 @@ impl ClientSide {
 struct Outcome {
     permanent: bool,
     empty: bool,
+    /// The session arrived with data (the cookie named a live session).
+    loaded: bool,
     /// The handler changed, purged or renewed the session.
     changed: bool,
 }
@@ -103,6 +110,7 @@ impl FlaskSessionMiddleware {
         cookie: FlaskCookie,
         inner_key: Key,
         permanent_by_default: bool,
+        refresh_each_request: bool,
         client_side: Option<ClientSide>,
     ) -> FlaskSessionMiddleware {
         FlaskSessionMiddleware {
@@ -111,6 +119,7 @@ impl FlaskSessionMiddleware {
                 cookie,
                 inner_key,
                 permanent_by_default,
+                refresh_each_request,
                 client_side,
             }),
         }
@@ -165,23 +174,33 @@ where
 
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
         let shared = Rc::clone(&self.shared);
-        let had_cookie = translate_request_cookie(&mut req, &shared);
+        let incoming = translate_request_cookie(&mut req, &shared);
         let service = Rc::clone(&self.service);
         Box::pin(async move {
             let mut res = service.call(req).await?;
-            translate_response_cookie(&mut res, &shared, had_cookie);
+            translate_response_cookie(&mut res, &shared, &incoming);
             Ok(res)
         })
     }
 }
 
+/// The session cookie a request carried.
+#[derive(Default)]
+struct Incoming {
+    /// The browser sent a cookie with the session cookie's name, valid or not.
+    present: bool,
+    /// The accepted value (the id, or the whole client-side session) and the signed cookie
+    /// value actix-session was handed for it.
+    accepted: Option<(String, String)>,
+}
+
 /// Replaces Flask's cookie in the request with the signed cookie actix-session expects.
-/// Returns whether the request carried a Flask session cookie at all.
-fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> bool {
+fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> Incoming {
     let name = shared.cookie.name();
     let headers = req.headers();
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut found = false;
+    let mut accepted = None;
     for value in headers.get_all(header::COOKIE) {
         // Not `to_str`, which refuses any non-ASCII byte: a neighbouring cookie with UTF-8 in
         // it must not cost the user their session (actix-web itself parses it this way).
@@ -211,7 +230,11 @@ fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> bool {
                     .filter(|id| plausible_id(id))
             };
             match session_key {
-                Some(id) => sign_inner(shared, id),
+                Some(id) => {
+                    let signed = sign_inner(shared, id);
+                    accepted = Some((id.to_owned(), signed.clone()));
+                    signed
+                }
                 None => {
                     tracing::debug!(
                         "session cookie is unsigned, tampered or malformed; starting a fresh session"
@@ -230,14 +253,17 @@ fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> bool {
         out.push_str(&value);
     }
     if !found {
-        return false;
+        return Incoming::default();
     }
     let headers = req.headers_mut();
     headers.remove(header::COOKIE);
     if let Ok(value) = HeaderValue::from_bytes(out.as_bytes()) {
         headers.insert(header::COOKIE, value);
     }
-    true
+    Incoming {
+        present: true,
+        accepted,
+    }
 }
 
 /// Cheap shape check before signing: the store validates ids exactly.
@@ -269,7 +295,12 @@ fn sign_inner(shared: &Shared, id: &str) -> String {
 }
 
 /// Replaces actix-session's `Set-Cookie` with Flask-Session's.
-fn translate_response_cookie<B>(res: &mut ServiceResponse<B>, shared: &Shared, had_cookie: bool) {
+fn translate_response_cookie<B>(
+    res: &mut ServiceResponse<B>,
+    shared: &Shared,
+    incoming: &Incoming,
+) {
+    let had_cookie = incoming.present;
     let name = shared.cookie.name();
     let outcome = res.request().extensions().get::<Outcome>().copied();
     let headers = res.headers_mut();
@@ -286,6 +317,20 @@ fn translate_response_cookie<B>(res: &mut ServiceResponse<B>, shared: &Shared, h
         }
     }
     let Some(inner_cookie) = ours else {
+        // actix-session sends nothing for an unchanged session; Flask re-sends the cookie of a
+        // loaded permanent one (or deletes it if only `_permanent` is left) with
+        // SESSION_REFRESH_EACH_REQUEST.
+        let refresh = match (outcome, &incoming.accepted) {
+            (Some(o), Some((value, _)))
+                if shared.refresh_each_request && o.loaded && !o.changed =>
+            {
+                unchanged_cookie(shared, value, o)
+            }
+            _ => None,
+        };
+        if let Some(value) = refresh.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.append(header::SET_COOKIE, value);
+        }
         if had_cookie {
             vary_cookie(headers);
         }
@@ -305,8 +350,18 @@ fn translate_response_cookie<B>(res: &mut ServiceResponse<B>, shared: &Shared, h
             None => shared.cookie.delete_cookie(),
         })
     } else {
-        let jar = CookieJar::new();
-        match jar.signed(&shared.inner_key).verify(inner_cookie) {
+        // The id the request carried, signed again by actix-session, is the very string it
+        // was handed (HMAC is deterministic): no need to verify it a second time.
+        let same_id = incoming
+            .accepted
+            .as_ref()
+            .filter(|(_, signed)| signed == inner_cookie.value())
+            .map(|(value, _)| Cookie::new(name.to_owned(), value.clone()));
+        let verified = same_id.or_else(|| {
+            let jar = CookieJar::new();
+            jar.signed(&shared.inner_key).verify(inner_cookie)
+        });
+        match verified {
             Some(verified) => {
                 let permanent = outcome.is_none_or(|o| o.permanent);
                 let now = time::OffsetDateTime::now_utc();
@@ -337,6 +392,23 @@ fn translate_response_cookie<B>(res: &mut ServiceResponse<B>, shared: &Shared, h
         headers.append(header::SET_COOKIE, value);
     }
     vary_cookie(headers);
+}
+
+/// Flask's `Set-Cookie` (or deletion) for a loaded session the handler did not change, with
+/// SESSION_REFRESH_EACH_REQUEST: `value` is what the request's cookie carried.
+fn unchanged_cookie(shared: &Shared, value: &str, outcome: Outcome) -> Option<String> {
+    if outcome.empty {
+        return Some(match &shared.client_side {
+            Some(client) => client.deletion.clone(),
+            None => shared.cookie.delete_cookie(),
+        });
+    }
+    let now = time::OffsetDateTime::now_utc();
+    match &shared.client_side {
+        None if outcome.permanent => Some(shared.cookie.set_cookie(value, true, now)),
+        None => None,
+        Some(client) => client_cookie(shared, client, value, outcome.permanent, false, now),
+    }
 }
 
 /// Flask's `Set-Cookie` for a client-side session: the cookie the store just signed when the
@@ -403,6 +475,7 @@ where
             let outcome = Outcome {
                 permanent: explicit.unwrap_or(arrived_new && permanent_by_default),
                 empty,
+                loaded: !arrived_new,
                 changed: session.status() != SessionStatus::Unchanged,
             };
             res.request().extensions_mut().insert(outcome);

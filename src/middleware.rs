@@ -164,12 +164,14 @@ impl Satchel {
         let inner = self
             .session_middleware(self.inner_key.clone())
             .cookie_content_security(CookieContentSecurity::Signed)
-            // Flask-Session always sends the cookie for a permanent session on every request
-            // (sliding expiry); the Flask layer decides per session whether it has `Expires`.
+            // actix-session sends its cookie only when the session changed; the Flask layer
+            // re-sends Flask's for unchanged permanent sessions (SESSION_REFRESH_EACH_REQUEST)
+            // and decides per session whether it has `Expires`. The store's TTL slides in
+            // `load` (load_and_touch), so actix-session's `update_ttl` is not needed.
             .session_lifecycle(
                 PersistentSession::default()
                     .session_ttl(self.cookie_ttl())
-                    .session_ttl_extension_policy(self.ttl_policy()),
+                    .session_ttl_extension_policy(TtlExtensionPolicy::OnStateChanges),
             )
             .build();
         let client_side = match &self.store {
@@ -181,6 +183,7 @@ impl Satchel {
             self.flask_cookie.clone(),
             self.inner_key.clone(),
             self.config.permanent,
+            self.config.refresh_each_request,
             client_side,
         )
     }

@@ -1,7 +1,16 @@
-//! A few long-lived multiplexed connections, shared by every request, reopened when they drop.
+//! Long-lived multiplexed connections, reopened when they drop: one per thread that runs a
+//! current-thread runtime (each actix-web worker runs one), and a few shared ones for
+//! everything else.
+//!
+//! A multiplexed connection's driver task lives on the runtime that opened it. Opened in
+//! `main`, every command from a worker would hop to the main thread and its reply hop back;
+//! opened on the worker's own thread, a command never wakes another thread. On this 2-core
+//! machine actix-session's `RedisSessionStore` built per worker served 1.40x the requests of
+//! the same store built in `main` (BENCHMARKS.md), and the same held for these connections.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use deadpool_redis::redis::aio::MultiplexedConnection;
@@ -156,10 +165,10 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(conn: Conn) -> Slot {
+    fn new(conn: Option<Conn>) -> Slot {
         Slot {
             state: RwLock::new(SlotState {
-                conn: Some(conn),
+                conn,
                 generation: 0,
                 last_error: None,
             }),
@@ -184,11 +193,30 @@ impl Slot {
     }
 }
 
-/// The shared connections of one backend.
+/// This thread's connection of one backend ([`Connections::id`]), opened on first use.
+struct ThreadSlot {
+    backend: u64,
+    /// Dead once the backend is dropped; its entry is then removed, closing the connection.
+    alive: Weak<()>,
+    slot: Arc<Slot>,
+}
+
+thread_local! {
+    static THREAD_SLOTS: RefCell<Vec<ThreadSlot>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_BACKEND_ID: AtomicU64 = AtomicU64::new(0);
+
+/// The connections of one backend.
 pub(crate) struct Connections {
     factory: Factory,
-    slots: Box<[Slot]>,
+    /// Used from multi-thread runtimes (where tasks move between threads anyway) and to
+    /// check the server at start-up.
+    slots: Box<[Arc<Slot>]>,
     next: AtomicUsize,
+    /// Tells threads' [`ThreadSlot`]s apart per backend.
+    id: u64,
+    alive: Arc<()>,
     options: ConnectOptions,
     /// Where the connections go, password redacted, for errors.
     address: String,
@@ -219,8 +247,13 @@ impl Connections {
         };
         Ok(Connections {
             factory,
-            slots: conns.into_iter().map(Slot::new).collect(),
+            slots: conns
+                .into_iter()
+                .map(|c| Arc::new(Slot::new(Some(c))))
+                .collect(),
             next: AtomicUsize::new(0),
+            id: NEXT_BACKEND_ID.fetch_add(1, Ordering::Relaxed),
+            alive: Arc::new(()),
             options,
             address,
         })
@@ -234,7 +267,34 @@ impl Connections {
         &self.address
     }
 
-    /// Sends one command on the next connection (round robin) and returns its reply.
+    /// The connection slot for a command sent from this thread: its own on a current-thread
+    /// runtime, else the next shared one (round robin).
+    fn slot(&self) -> Arc<Slot> {
+        let on_current_thread_runtime = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if !on_current_thread_runtime {
+            return Arc::clone(
+                &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()],
+            );
+        }
+        THREAD_SLOTS.with_borrow_mut(|slots| {
+            if let Some(own) = slots.iter().find(|s| s.backend == self.id) {
+                return Arc::clone(&own.slot);
+            }
+            // Drop the connections of backends that are gone before adding one.
+            slots.retain(|s| s.alive.strong_count() > 0);
+            let slot = Arc::new(Slot::new(None));
+            slots.push(ThreadSlot {
+                backend: self.id,
+                alive: Arc::downgrade(&self.alive),
+                slot: Arc::clone(&slot),
+            });
+            slot
+        })
+    }
+
+    /// Sends one command on this thread's connection (see [`Connections::slot`]) and returns
+    /// its reply. A thread's connection is opened by its first command.
     ///
     /// A connection that turns out to be dropped (server restarted, network reset, or a
     /// demoted Sentinel master answering `READONLY`) is reopened and the command sent once
@@ -245,7 +305,7 @@ impl Connections {
         op: Operation,
         cmd: &Cmd,
     ) -> Result<T, BackendError> {
-        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        let slot = &*self.slot();
         let mut retried = false;
         loop {
             let (mut conn, generation) = match slot.current() {
