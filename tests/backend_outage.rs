@@ -37,9 +37,11 @@ const DOWN_AFTER: Duration = Duration::from_secs(1);
 /// Turns a hang into a failure; far above the 1 s operation timeout.
 const HANG: Duration = Duration::from_secs(15);
 /// Attempts a client gets to succeed with the backend up: to log in on a busy machine, and, once
-/// the backend is back, while the pools reconnect. With [`backoff`], about 50 s in all: only a
-/// starved machine needs more than a few.
+/// the backend is back, while the pools reconnect. Only a starved machine needs more than a few.
 const ATTEMPTS: u32 = 30;
+/// A client's pause before it tries again, the same for every client and attempt: the backends
+/// must recover under clients that keep retrying, not only under polite ones.
+const RETRY_AFTER: Duration = Duration::from_millis(250);
 
 async fn login(session: Session, name: web::Path<String>) -> actix_web::Result<HttpResponse> {
     session.insert("username", name.into_inner())?;
@@ -100,16 +102,6 @@ fn private_name(prefix: &str) -> String {
         .filter(char::is_ascii_alphanumeric)
         .collect();
     format!("{prefix}_{}", random.to_ascii_lowercase())
-}
-
-/// How long client `i` waits after failed attempt `attempt`: doubling from 100 ms up to 2 s,
-/// staggered per client, as real clients retry. Retrying at once can keep a starved machine
-/// overloaded for good: sqlx opens a connection inside the request that needs it, so a request
-/// that times out abandons the connection it was opening, and with 64 clients hammering, a
-/// PostgreSQL pool emptied by the outage never refills (seen with the CPU saturated).
-fn backoff(i: usize, attempt: u32) -> Duration {
-    let stagger = Duration::from_millis(10 * (i % 10) as u64);
-    Duration::from_millis(100 << attempt.min(5)).min(Duration::from_secs(2)) + stagger
 }
 
 /// Whether the request succeeded; fails the test unless it did or failed cleanly with a 5xx.
@@ -205,7 +197,7 @@ async fn outage_under_load_fails_cleanly_and_recovers(satchel: &Satchel, proxy: 
             } else {
                 last = Some(login);
             }
-            sleep(backoff(i, attempt)).await;
+            sleep(RETRY_AFTER).await;
         }
         panic!("{name} could not log in with the backend up: {last:?}");
     };
@@ -282,7 +274,7 @@ async fn outage_under_load_fails_cleanly_and_recovers(satchel: &Satchel, proxy: 
                 return attempt + 1;
             }
             last = Some((read, write, reread));
-            sleep(backoff(i, attempt)).await;
+            sleep(RETRY_AFTER).await;
         }
         panic!("{name} still failing after the backend came back: {last:?}");
     };

@@ -38,6 +38,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Returns the value under `key` and extends its TTL to `ttl`, in one round trip where the
     /// backend can (Redis `GETEX`, memcached `GAT`).
+    ///
+    /// Backends where a write costs far more than a read (SQL, MongoDB) coalesce the extension:
+    /// they read the value with its expiry and write `now + ttl` only when the stored expiry is
+    /// more than [`touch_granularity`]`(ttl)` short of it, with a conditional write that never
+    /// shortens an expiry and never revives an expired or deleted value.
     fn load_and_touch(
         &self,
         key: &str,
@@ -99,6 +104,31 @@ pub trait Backend: Send + Sync + 'static {
     /// A short name for logs and errors (`"redis"`, `"sqlite"`, …).
     fn name(&self) -> &'static str;
 }
+
+/// The longest a coalescing [`Backend::load_and_touch`] lets a stored expiry lag behind
+/// `now + ttl` before it writes a new one: a hundredth of `ttl`, at most
+/// [`MAX_TOUCH_GRANULARITY`].
+///
+/// A hundredth keeps the sliding expiry within 1% of the one written on every request (for a
+/// short lifetime, say 200 s, that is 2 s); the one-minute cap means that with the default 31-day
+/// lifetime a session's expiry is written at most once a minute however often it is read, and
+/// ends at most a minute earlier than Flask-Session, which writes it on every request, would
+/// end it. A minute is also how often MongoDB's TTL monitor runs, so no expiry there is more
+/// precise than that anyway.
+///
+/// ```
+/// use std::time::Duration;
+/// use satchel_core::backend::touch_granularity;
+///
+/// assert_eq!(touch_granularity(Duration::from_secs(200)), Duration::from_secs(2));
+/// assert_eq!(touch_granularity(Duration::from_secs(31 * 24 * 3600)), Duration::from_secs(60));
+/// ```
+pub fn touch_granularity(ttl: Duration) -> Duration {
+    (ttl / 100).min(MAX_TOUCH_GRANULARITY)
+}
+
+/// The cap on [`touch_granularity`]: at most one expiry write per session per minute.
+pub const MAX_TOUCH_GRANULARITY: Duration = Duration::from_secs(60);
 
 /// The backend operation an error comes from, for error messages and log fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ pub mod session_id;
 #[allow(clippy::expect_used, clippy::unwrap_used)]
 pub mod testkit;
 
-pub use backend::{Backend, Operation};
+pub use backend::{Backend, MAX_TOUCH_GRANULARITY, Operation, touch_granularity};
 pub use codec::{Codec, SerializationFormat, SessionData};
 pub use config::{LoadErrorPolicy, SameSite, Secret, SessionConfig, SessionType};
 pub use error::{BackendError, BoxError, CodecError, ConfigError, SessionTooLarge};

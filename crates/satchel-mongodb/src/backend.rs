@@ -33,8 +33,11 @@ const MIN_INDEX_BUILD_TIMEOUT: Duration = Duration::from_secs(60);
 /// (default `flask_session.sessions`):
 /// `{id: "<SESSION_KEY_PREFIX><session id>", val: BinData(0, <bytes>), expiration: <UTC date>}`.
 /// Expired documents are filtered out on read, since the server's TTL monitor removes them only
-/// about once a minute. A unique index on `id` makes every lookup an index seek and lets
-/// [`insert`](Backend::insert) detect a collision in one round trip.
+/// about once a minute. [`load_and_touch`](Backend::load_and_touch) slides `expiration` with a
+/// plain read and writes it only when it is more than
+/// [`touch_granularity`](satchel_core::touch_granularity) (at most a minute) behind, where
+/// Flask-Session rewrites it on every request. A unique index on `id` makes every lookup an
+/// index seek and lets [`insert`](Backend::insert) detect a collision in one round trip.
 ///
 /// The driver's [`Client`] is created once by [`connect`](Self::connect); cloning a
 /// `MongoBackend` shares it (and its connection pool).
@@ -292,23 +295,44 @@ impl Backend for MongoBackend {
         Ok(found.and_then(|document| live_value(document, now, Operation::Load)))
     }
 
+    /// Touch coalescing: a plain `find_one` of the value and its expiration, and an
+    /// `update_one` of the expiration only when it is more than
+    /// [`touch_granularity`](satchel_core::touch_granularity)`(ttl)` short of `now + ttl`.
     async fn load_and_touch(
         &self,
         key: &str,
         ttl: Duration,
     ) -> Result<Option<Vec<u8>>, BackendError> {
         let now = DateTime::now();
-        // Only a live session is extended: `$gt` never matches a malformed expiration, so a
-        // document written by another program is not turned into a session here.
-        let find = self
-            .collection
-            .find_one_and_update(
-                doc! { "id": key, "expiration": { "$gt": now } },
-                doc! { "$set": { "expiration": expiration(now, ttl) } },
-            )
-            .projection(doc! { "_id": 0, "val": 1 });
+        let until = expiration(now, ttl);
+        let read_and_slide = async {
+            // Only a live session is read and extended: `$gt` never matches a malformed
+            // expiration, so a document written by another program is not turned into a
+            // session here. `id` comes first: SecantusDB serves a filter from the index of its
+            // first indexed field.
+            let found = self
+                .collection
+                .find_one(doc! { "id": key, "expiration": { "$gt": now } })
+                .projection(doc! { "_id": 0, "val": 1, "expiration": 1 })
+                .await?;
+            let stored = match found.as_ref().map(|d| d.get("expiration")) {
+                Some(Some(Bson::DateTime(stored))) => *stored,
+                _ => return Ok(found),
+            };
+            if stored < stale_before(until, ttl) {
+                // Only over the expiration just read or an older one, and only while live: never
+                // shortens an expiration another request just wrote, never revives a session.
+                self.collection
+                    .update_one(
+                        doc! { "id": key, "expiration": { "$lte": stored, "$gt": now } },
+                        doc! { "$set": { "expiration": until } },
+                    )
+                    .await?;
+            }
+            Ok(found)
+        };
         let found = self
-            .bounded(Operation::LoadAndTouch, find.into_future())
+            .bounded(Operation::LoadAndTouch, read_and_slide)
             .await?;
         Ok(found.and_then(|document| value(document, Operation::LoadAndTouch)))
     }
@@ -414,6 +438,17 @@ fn expiration(now: DateTime, ttl: Duration) -> DateTime {
         now.timestamp_millis()
             .saturating_add(ttl_ms)
             .min(LATEST_EXPIRATION_MS),
+    )
+}
+
+/// Touch coalescing: `load_and_touch` writes a new expiration only over one older than this,
+/// `until` less the [`touch_granularity`](satchel_core::touch_granularity) of `ttl`.
+fn stale_before(until: DateTime, ttl: Duration) -> DateTime {
+    let granularity = satchel_core::touch_granularity(ttl).as_millis();
+    DateTime::from_millis(
+        until
+            .timestamp_millis()
+            .saturating_sub(i64::try_from(granularity).unwrap_or(i64::MAX)),
     )
 }
 

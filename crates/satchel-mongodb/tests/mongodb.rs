@@ -489,3 +489,93 @@ fn malformed_settings_are_refused_naming_the_setting() {
         }
     });
 }
+
+/// A lifetime whose touch granularity is one second (a hundredth of it).
+const SLIDING: Duration = Duration::from_secs(100);
+
+async fn raw_expiration(db: &Database, key: &str) -> DateTime {
+    *raw_find(db, key)
+        .await
+        .expect("the document is there")
+        .get_datetime("expiration")
+        .expect("a date")
+}
+
+#[test]
+fn load_and_touch_right_after_a_store_writes_nothing() {
+    with_db(|name, db| async move {
+        let backend = connect(&name).await;
+        let key = testkit::fresh_key();
+        backend.store(&key, b"v", SLIDING).await.unwrap();
+        let stored = raw_expiration(&db, &key).await;
+        for _ in 0..3 {
+            assert_eq!(
+                backend.load_and_touch(&key, SLIDING).await.unwrap(),
+                Some(b"v".to_vec())
+            );
+        }
+        assert_eq!(
+            raw_expiration(&db, &key).await,
+            stored,
+            "written within the granularity"
+        );
+    });
+}
+
+#[test]
+fn load_and_touch_writes_the_expiry_once_the_granularity_has_passed() {
+    with_db(|name, db| async move {
+        let backend = connect(&name).await;
+        let key = testkit::fresh_key();
+        backend.store(&key, b"v", SLIDING).await.unwrap();
+        let stored = raw_expiration(&db, &key).await;
+        // The granularity of SLIDING is 1 s.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let before = DateTime::now().timestamp_millis();
+        assert_eq!(
+            backend.load_and_touch(&key, SLIDING).await.unwrap(),
+            Some(b"v".to_vec())
+        );
+        let after = DateTime::now().timestamp_millis();
+        let slid = raw_expiration(&db, &key).await;
+        assert!(slid > stored, "not extended: {slid} after {stored}");
+        let ttl = SLIDING.as_millis() as i64;
+        assert!(
+            (before + ttl..=after + ttl).contains(&slid.timestamp_millis()),
+            "{slid} is not now + ttl"
+        );
+        backend.load_and_touch(&key, SLIDING).await.unwrap();
+        assert_eq!(
+            raw_expiration(&db, &key).await,
+            slid,
+            "written again at once"
+        );
+    });
+}
+
+#[test]
+fn load_and_touch_never_shortens_an_expiry_nor_revives_a_session() {
+    with_db(|name, db| async move {
+        let backend = connect(&name).await;
+        let longer = testkit::fresh_key();
+        backend.store(&longer, b"v", LONG).await.unwrap();
+        let stored = raw_expiration(&db, &longer).await;
+        assert_eq!(
+            backend.load_and_touch(&longer, SLIDING).await.unwrap(),
+            Some(b"v".to_vec())
+        );
+        assert_eq!(raw_expiration(&db, &longer).await, stored, "shortened");
+
+        let expired = testkit::fresh_key();
+        sessions(&db)
+            .insert_one(doc! { "id": &expired, "val": generic(b"old"), "expiration": ago(1) })
+            .await
+            .unwrap();
+        let stored = raw_expiration(&db, &expired).await;
+        assert_eq!(
+            backend.load_and_touch(&expired, SLIDING).await.unwrap(),
+            None
+        );
+        assert_eq!(raw_expiration(&db, &expired).await, stored, "revived");
+    });
+}

@@ -50,10 +50,21 @@
 //! One statement per operation where the database allows: reads filter out expired rows
 //! (`expiry > now`, with `now` computed here in UTC like Flask's `utcnow()`); `store` is an
 //! atomic upsert; `replace` is one `UPDATE … WHERE expiry > now`; `insert` takes over an *expired* row with the same id and reports a *live*
-//! one as a collision; `load_and_touch` is one `UPDATE … RETURNING` on SQLite and PostgreSQL.
+//! one as a collision.
 //! On PostgreSQL and MySQL `store` first tries a plain `UPDATE` and only then upserts, because
 //! every upsert draws a value from `id`'s sequence even when it updates, and Flask's 32-bit
 //! `id` would run out after some two billion saves.
+//!
+//! `load_and_touch` (every request while `SESSION_REFRESH_EACH_REQUEST` is on) coalesces the
+//! sliding expiry: one plain `SELECT data, expiry … WHERE session_id = ? AND expiry > now`, and
+//! a write only when the stored expiry is more than the
+//! [`touch_granularity`](satchel_core::touch_granularity) (a hundredth of the lifetime, at most
+//! a minute) short of `now + lifetime`. That write is an `UPDATE … SET expiry = now + lifetime`
+//! conditional on the row still being live with the expiry just read or an older one, so it
+//! never shortens an expiry another request set and never revives an expired or deleted row.
+//! With the default 31-day lifetime reads write a session's row at most once a minute, where
+//! Flask-Session writes it on every request; its `expiry` stays a datetime within a minute of
+//! the one Flask-Session would have written.
 //!
 //! The pool holds `SATCHEL_POOL_SIZE` connections and opens a new one within
 //! `SATCHEL_CONNECT_TIMEOUT`. A connection the database dropped (a restart) or a deadlock is
@@ -87,6 +98,15 @@
 //! an operation that first waited for a pooled connection can take up to about 2T, and on
 //! MySQL with T of a second or less, as long as the 1 s lock wait. With T = 0 (no limit) the
 //! servers keep their own settings and SQLite waits for a lock as long as sqlx allows (24 days).
+//!
+//! A request that finds no idle connection while the pool has room for one has it opened by a
+//! background task (at most two connect at a time per pool), which has all of
+//! `SATCHEL_CONNECT_TIMEOUT` however early the request gives up at T and then leaves the
+//! connection in the pool, so a machine too busy to connect within T still refills a pool an
+//! outage emptied. Start-up DDL (`CREATE TABLE`, the `expiry` index) runs without the statement
+//! limit (PostgreSQL: `SET LOCAL statement_timeout = 0` in its own transaction; MariaDB:
+//! `SET STATEMENT max_statement_time = 0, lock_wait_timeout = … FOR`), so indexing a large
+//! existing table cannot fail start-up, while its lock waits stay bounded like a request's.
 //!
 //! # Expired rows
 //!
@@ -510,10 +530,13 @@ impl Backend for SqlBackend {
             return Ok(None);
         }
         let (now, until) = expiry(ttl);
+        let stale_before = dialect::stale_before(until, ttl);
         let budget = inner.budget();
         inner
             .run(Operation::LoadAndTouch, &budget, async {
-                on_store!(&inner.store, s => s.load_and_touch(&budget, key, now, until).await)
+                on_store!(&inner.store, s => {
+                    s.load_and_touch(&budget, key, now, until, stale_before).await
+                })
             })
             .await
     }

@@ -517,3 +517,133 @@ fn database_down_then_back_fails_cleanly_and_recovers() {
             .unwrap();
     });
 }
+
+#[test]
+fn a_connection_too_slow_for_one_request_serves_the_next() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let url = url();
+        let table = common::a_connection_too_slow_for_one_request_serves_the_next(
+            &url,
+            &common::host_port(&url),
+        )
+        .await;
+        drop_table(&url, &table).await;
+    });
+}
+
+#[test]
+fn requests_to_a_database_that_stays_down_fail_in_time_and_leave_nothing_behind() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let url = url();
+        let table =
+            common::requests_to_a_database_that_stays_down_fail_in_time_and_leave_nothing_behind(
+                &url,
+                &common::host_port(&url),
+                |backend| backend.postgres_pool().unwrap().size(),
+            )
+            .await;
+        drop_table(&url, &table).await;
+    });
+}
+
+#[test]
+fn schema_is_prepared_on_a_flask_table_within_a_short_operation_timeout() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let url = url();
+        let mut config = config(&url);
+        config.operation_timeout = Duration::from_secs(1);
+        // Flask-Session's table as SQLAlchemy creates it: no index on `expiry`.
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let create = format!(
+            "CREATE TABLE \"{}\" (id SERIAL NOT NULL, session_id VARCHAR(255), data BYTEA, \
+             expiry TIMESTAMP WITHOUT TIME ZONE, PRIMARY KEY (id), UNIQUE (session_id))",
+            config.sqlalchemy_table
+        );
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let backend = SqlBackend::connect(&config).await;
+        let indexes: Vec<String> =
+            sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE tablename = $1")
+                .bind(&config.sqlalchemy_table)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        drop_table(&url, &config.sqlalchemy_table).await;
+        backend.expect("start-up with a 1 s operation timeout");
+        assert!(
+            indexes.iter().any(|i| i.contains("(expiry)")),
+            "{indexes:?}"
+        );
+    });
+}
+
+async fn drop_table(url: &str, table: &str) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let drop = format!("DROP TABLE IF EXISTS \"{table}\"");
+    sqlx::query(sqlx::AssertSqlSafe(drop))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+/// The row's `expiry` as the database holds it.
+async fn expiry_of(t: &TestTable, key: String) -> Option<time::PrimitiveDateTime> {
+    let sql = format!("SELECT expiry FROM \"{}\" WHERE session_id = $1", t.table);
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(key)
+        .fetch_optional(t.pool())
+        .await
+        .unwrap()
+}
+
+#[test]
+fn load_and_touch_right_after_a_store_writes_nothing() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        common::load_and_touch_right_after_a_store_writes_nothing(&t.backend, |key| {
+            expiry_of(&t, key)
+        })
+        .await;
+    });
+}
+
+#[test]
+fn load_and_touch_writes_the_expiry_once_the_granularity_has_passed() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        common::load_and_touch_writes_the_expiry_once_the_granularity_has_passed(
+            &t.backend,
+            |key| expiry_of(&t, key),
+        )
+        .await;
+    });
+}
+
+#[test]
+fn load_and_touch_never_shortens_an_expiry_nor_revives_a_row() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        common::load_and_touch_never_shortens_nor_revives(&t.backend, |key| expiry_of(&t, key))
+            .await;
+    });
+}

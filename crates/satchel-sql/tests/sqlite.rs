@@ -509,3 +509,62 @@ fn a_database_whose_feature_is_off_names_the_feature() {
         assert!(!err.to_string().contains("secret"));
     });
 }
+
+/// The row's `expiry` as the file holds it.
+async fn expiry_of(
+    backend: &SqlBackend,
+    table: &str,
+    key: String,
+) -> Option<time::PrimitiveDateTime> {
+    let sql = format!("SELECT expiry FROM \"{table}\" WHERE session_id = ?1");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(key)
+        .fetch_optional(backend.sqlite_pool().unwrap())
+        .await
+        .unwrap()
+}
+
+#[test]
+fn load_and_touch_right_after_a_store_writes_nothing() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = String::new();
+        let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
+            .await
+            .unwrap();
+        common::load_and_touch_right_after_a_store_writes_nothing(&backend, |key| {
+            expiry_of(&backend, &table, key)
+        })
+        .await;
+    });
+}
+
+#[test]
+fn load_and_touch_writes_the_expiry_once_the_granularity_has_passed() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = String::new();
+        let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
+            .await
+            .unwrap();
+        common::load_and_touch_writes_the_expiry_once_the_granularity_has_passed(&backend, |key| {
+            expiry_of(&backend, &table, key)
+        })
+        .await;
+    });
+}
+
+#[test]
+fn load_and_touch_never_shortens_an_expiry_nor_revives_a_row() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = String::new();
+        let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
+            .await
+            .unwrap();
+        common::load_and_touch_never_shortens_nor_revives(&backend, |key| {
+            expiry_of(&backend, &table, key)
+        })
+        .await;
+    });
+}

@@ -12,10 +12,13 @@ use crate::table::TableName;
 
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql;
+mod pool;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+
+pub(crate) use pool::Pool;
 
 /// Rows deleted per purge statement: small batches keep each lock short on a large table.
 pub(crate) const PURGE_BATCH: i64 = 10_000;
@@ -38,6 +41,15 @@ pub(crate) fn expiry_after(now: PrimitiveDateTime, ttl: Duration) -> PrimitiveDa
         .and_then(|ttl| now.checked_add(ttl))
         .filter(|t| t.year() <= 9999)
         .unwrap_or_else(latest)
+}
+
+/// Touch coalescing: `load_and_touch` writes a new expiry only over one older than this, `until`
+/// less the [`touch_granularity`](satchel_core::touch_granularity) of `ttl` (at most a minute).
+pub(crate) fn stale_before(until: PrimitiveDateTime, ttl: Duration) -> PrimitiveDateTime {
+    time::Duration::try_from(satchel_core::touch_granularity(ttl))
+        .ok()
+        .and_then(|granularity| until.checked_sub(granularity))
+        .unwrap_or(until)
 }
 
 fn latest() -> PrimitiveDateTime {
@@ -236,12 +248,13 @@ const CONFLICT_TRIES: u32 = 3;
 /// a bounded number of times and only while `budget`'s deadline has not passed.
 ///
 /// Each attempt gets its own connection (a dead one is replaced by the next try). Waiting for
-/// it is bounded by the deadline; once the connection is handed to `attempt` its statement is
+/// it is bounded by the deadline (a connection being opened for it carries on in the
+/// background, see [`Pool`]); once the connection is handed to `attempt` its statement is
 /// about to be sent, which [`Budget::sending`] records. An attempt that sends a second
 /// statement calls `sending` again before it.
 pub(crate) async fn retry<DB, T, F, Fut>(
     budget: &Budget,
-    pool: &sqlx::Pool<DB>,
+    pool: &Pool<DB>,
     mut attempt: F,
 ) -> Result<T, sqlx::Error>
 where
@@ -252,7 +265,7 @@ where
     let mut tries = 0u32;
     loop {
         tries += 1;
-        let conn = budget.acquire(pool).await?;
+        let conn = pool.acquire_until(budget.deadline).await?;
         budget.sending();
         match attempt(conn).await {
             Err(error) => {
@@ -363,17 +376,6 @@ impl Budget {
         }
     }
 
-    /// A connection from `pool`, waiting at most until the deadline (abandoning this wait is
-    /// harmless: nothing was sent yet).
-    async fn acquire<DB: sqlx::Database>(
-        &self,
-        pool: &sqlx::Pool<DB>,
-    ) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
-        tokio::time::timeout_at(self.deadline.into(), pool.acquire())
-            .await
-            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
-    }
-
     /// Records that a statement is being sent now.
     pub(crate) fn sending(&self) {
         let until = (self.start.elapsed() + self.answer_within).as_micros();
@@ -425,5 +427,17 @@ mod tests {
         assert_eq!(expiry_after(now, Duration::MAX).year(), 9999);
         assert!(expiry_after(now, Duration::from_secs(1)) > now);
         assert_eq!(now.nanosecond() % 1000, 0);
+    }
+
+    #[test]
+    fn an_expiry_within_the_touch_granularity_is_not_stale() {
+        let until = utc_now();
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(until - stale_before(until, day), time::Duration::minutes(1));
+        assert_eq!(
+            until - stale_before(until, Duration::from_secs(200)),
+            time::Duration::seconds(2)
+        );
+        assert_eq!(stale_before(until, Duration::ZERO), until);
     }
 }

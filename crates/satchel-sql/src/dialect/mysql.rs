@@ -1,10 +1,11 @@
 //! MySQL and MariaDB: `MEDIUMBLOB` data, `DATETIME(6)` expiry, `?` placeholders.
 //!
-//! Neither database has `UPDATE … RETURNING`, so `load_and_touch` is an `UPDATE` then a
-//! `SELECT`. sqlx connects with `CLIENT_FOUND_ROWS`, so "rows affected" counts the rows an
-//! `UPDATE` matched, changed or not; that makes `touch` and `replace` exact, and it is why
-//! `insert` cannot read a collision off an `ON DUPLICATE KEY UPDATE` and instead inserts,
-//! then on a duplicate takes over the row only if it has expired.
+//! `load_and_touch` is a `SELECT` of the value and its expiry, followed by a conditional
+//! `UPDATE` only when the expiry is due (touch coalescing). sqlx connects with
+//! `CLIENT_FOUND_ROWS`, so "rows affected" counts the rows an `UPDATE` matched, changed or not;
+//! that makes `touch` and `replace` exact, and it is why `insert` cannot read a collision off
+//! an `ON DUPLICATE KEY UPDATE` and instead inserts, then on a duplicate takes over the row only
+//! if it has expired.
 //! `store` tries a plain `UPDATE` before the upsert, because every `INSERT … ON DUPLICATE
 //! KEY UPDATE` draws an `AUTO_INCREMENT` value even when it updates, and Flask's 32-bit `id`
 //! would run out after some two billion saves.
@@ -14,13 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use satchel_core::{ConfigError, SessionConfig};
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool};
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlDatabaseError, MySqlPool};
 use sqlx::{AssertSqlSafe, Row};
 use time::PrimitiveDateTime;
 
 use super::{
-    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Setup, check_shape, missing_table,
-    pool_options, retry, setup_error, unreachable,
+    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Pool, Setup, check_shape,
+    missing_table, pool_options, retry, setup_error, unreachable,
 };
 use crate::error::redact_url;
 use crate::table::TableName;
@@ -29,7 +30,8 @@ pub(crate) const NAME: &str = "mysql";
 
 struct Sql {
     load: Arc<str>,
-    load_live_or_not: Arc<str>,
+    load_with_expiry: Arc<str>,
+    slide_expiry: Arc<str>,
     insert: Arc<str>,
     take_over: Arc<str>,
     update: Arc<str>,
@@ -44,7 +46,16 @@ impl Sql {
     fn new(t: &str) -> Sql {
         Sql {
             load: format!("SELECT data FROM {t} WHERE session_id = ? AND expiry > ?").into(),
-            load_live_or_not: format!("SELECT data FROM {t} WHERE session_id = ?").into(),
+            load_with_expiry: format!(
+                "SELECT data, expiry FROM {t} WHERE session_id = ? AND expiry > ?"
+            )
+            .into(),
+            // Only over the expiry just read or an older one, and only while it is live: never
+            // shortens an expiry another request just wrote, never revives a row.
+            slide_expiry: format!(
+                "UPDATE {t} SET expiry = ? WHERE session_id = ? AND expiry <= ? AND expiry > ?"
+            )
+            .into(),
             insert: format!("INSERT INTO {t} (session_id, data, expiry) VALUES (?, ?, ?)").into(),
             take_over: format!(
                 "UPDATE {t} SET data = ?, expiry = ? \
@@ -73,7 +84,7 @@ impl Sql {
 
 /// A pool on one MySQL/MariaDB database and the statements for its sessions table.
 pub(crate) struct MySqlStore {
-    pool: MySqlPool,
+    pool: Pool<MySql>,
     sql: Sql,
     value_limit: Option<usize>,
     /// The limits set on every connection; `None` when the operation timeout is 0.
@@ -122,6 +133,23 @@ impl SessionLimits {
             )
         }
     }
+
+    /// Start-up `ddl` for a server whose `VERSION()` is `version`, without MariaDB's
+    /// `max_statement_time`: building the `expiry` index on a large existing table may take
+    /// longer than any request should. Its wait for the table's metadata lock stays bounded
+    /// (`lock_wait_timeout`, which InnoDB's row lock wait does not cover), because a DDL
+    /// waiting for that lock holds up every statement on the table queued behind it. MySQL's
+    /// `max_execution_time` bounds only SELECTs, so there `ddl` runs as it is.
+    fn unbounded_ddl(&self, version: &str, ddl: &str) -> String {
+        if version.contains("MariaDB") {
+            format!(
+                "SET STATEMENT max_statement_time = 0, lock_wait_timeout = {} FOR {ddl}",
+                self.lock_wait.as_secs()
+            )
+        } else {
+            ddl.to_owned()
+        }
+    }
 }
 
 impl MySqlStore {
@@ -160,7 +188,7 @@ impl MySqlStore {
             .map_err(|e| unreachable(NAME, &shown, Some(e), connect_timeout))?;
         let quoted = table.quoted('`');
         let mut store = MySqlStore {
-            pool,
+            pool: Pool::new(pool),
             sql: Sql::new(&quoted),
             value_limit: None,
             limits,
@@ -202,7 +230,7 @@ impl MySqlStore {
                  data MEDIUMBLOB, \n\texpiry DATETIME(6), \n\t\
                  PRIMARY KEY (id), \n\tUNIQUE (session_id)\n)"
             );
-            sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await?;
+            self.execute_ddl(&ddl).await?;
         }
         let rows = sqlx::query(
             "SELECT CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR), \
@@ -213,7 +241,7 @@ impl MySqlStore {
         )
         .bind(table.schema.as_deref())
         .bind(&table.table)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         if rows.is_empty() {
             return Err(Setup::Shape(missing_table(table)));
@@ -245,7 +273,7 @@ impl MySqlStore {
         )
         .bind(table.schema.as_deref())
         .bind(&table.table)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await?;
         check_shape(table, &columns, unique > 0).map_err(Setup::Shape)?;
         if data_capacity.is_some_and(|n| n < 1024 * 1024) {
@@ -264,14 +292,14 @@ impl MySqlStore {
             )
             .bind(table.schema.as_deref())
             .bind(&table.table)
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .await?;
             if indexed == 0 {
                 let ddl = format!(
                     "CREATE INDEX `{}` ON {quoted} (expiry)",
                     table.expiry_index()
                 );
-                match sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await {
+                match self.execute_ddl(&ddl).await {
                     // Another process created it meanwhile (ER_DUP_KEYNAME).
                     Err(sqlx::Error::Database(e))
                         if e.try_downcast_ref::<MySqlDatabaseError>()
@@ -283,6 +311,22 @@ impl MySqlStore {
             }
         }
         Ok(data_capacity)
+    }
+
+    /// Runs start-up `ddl` without the statement time limit of the pool's connections (see
+    /// [`SessionLimits::unbounded_ddl`]).
+    async fn execute_ddl(&self, ddl: &str) -> Result<(), sqlx::Error> {
+        let ddl = match self.limits {
+            Some(limits) => {
+                let version: String = sqlx::query_scalar("SELECT VERSION()")
+                    .fetch_one(self.pool())
+                    .await?;
+                limits.unbounded_ddl(&version, ddl)
+            }
+            None => ddl.to_owned(),
+        };
+        sqlx::query(AssertSqlSafe(ddl)).execute(self.pool()).await?;
+        Ok(())
     }
 
     pub(crate) fn value_limit(&self) -> Option<usize> {
@@ -306,26 +350,39 @@ impl MySqlStore {
         .map(Option::flatten)
     }
 
+    /// A plain read of the value and its expiry, then a write of `expiry` only when the stored
+    /// one is older than `stale_before` (touch coalescing).
     pub(crate) async fn load_and_touch(
         &self,
         budget: &Budget,
         key: &str,
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
+        stale_before: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        if !self.touch(budget, key, now, expiry).await? {
-            return Ok(None);
-        }
         retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(
-                &self.sql.load_live_or_not,
-            )))
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await
+            let row: Option<(Option<Vec<u8>>, PrimitiveDateTime)> =
+                sqlx::query_as(AssertSqlSafe(Arc::clone(&self.sql.load_with_expiry)))
+                    .bind(key)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let Some((data, stored)) = row else {
+                return Ok(None);
+            };
+            if stored < stale_before {
+                budget.sending();
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.slide_expiry)))
+                    .bind(expiry)
+                    .bind(key)
+                    .bind(stored)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(data)
         })
         .await
-        .map(Option::flatten)
     }
 
     pub(crate) async fn insert(
@@ -488,7 +545,7 @@ impl MySqlStore {
     }
 
     pub(crate) fn pool(&self) -> &MySqlPool {
-        &self.pool
+        self.pool.sqlx()
     }
 }
 
@@ -510,7 +567,10 @@ fn kind(data_type: &str) -> Option<Kind> {
 mod tests {
     use std::time::Duration;
 
-    use super::{Limits, SessionLimits};
+    use satchel_core::SessionConfig;
+    use satchel_core::testkit::{run, skipped};
+
+    use super::{AssertSqlSafe, Limits, MySqlStore, SessionLimits, TableName};
 
     #[test]
     fn each_server_gets_the_statement_limit_it_knows() {
@@ -526,5 +586,64 @@ mod tests {
         let short = SessionLimits::new(Limits::new(Duration::from_millis(500))).unwrap();
         assert_eq!(short.lock_wait, Duration::from_secs(1));
         assert_eq!(SessionLimits::new(Limits::new(Duration::ZERO)), None);
+    }
+
+    #[test]
+    fn schema_statements_lift_only_mariadbs_statement_limit() {
+        let limits = SessionLimits::new(Limits::new(Duration::from_secs(5))).unwrap();
+        assert_eq!(
+            limits.unbounded_ddl("10.11.14-MariaDB-0+deb12u2", "CREATE INDEX i ON t (expiry)"),
+            "SET STATEMENT max_statement_time = 0, lock_wait_timeout = 4 \
+             FOR CREATE INDEX i ON t (expiry)"
+        );
+        assert_eq!(
+            limits.unbounded_ddl("8.0.36", "CREATE INDEX i ON t (expiry)"),
+            "CREATE INDEX i ON t (expiry)"
+        );
+    }
+
+    #[test]
+    fn schema_statements_run_without_the_statement_limit_requests_keep() {
+        if skipped("MYSQL") {
+            return;
+        }
+        run(async {
+            let url = std::env::var("SATCHEL_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://satchel:satchel@127.0.0.1:3306/satchel".into());
+            let mut config = SessionConfig::default();
+            config.operation_timeout = Duration::from_secs(1);
+            config.sqlalchemy_table = format!("sessions_{:016x}", getrandom::u64().unwrap());
+            let table = TableName::from_config(&config).unwrap();
+            let store = MySqlStore::connect(&url, &table, &config).await.unwrap();
+            let version: String = sqlx::query_scalar("SELECT VERSION()")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            // MySQL's limit bounds only SELECTs: nothing to lift, nothing to see.
+            let seen = if version.contains("MariaDB") {
+                let shown = "SELECT @@max_statement_time, @@lock_wait_timeout";
+                let limits = store.limits.unwrap();
+                // The prefix, on a statement that shows its effect.
+                let ddl: (f64, u64) =
+                    sqlx::query_as(AssertSqlSafe(limits.unbounded_ddl(&version, shown)))
+                        .fetch_one(store.pool())
+                        .await
+                        .unwrap();
+                let request: (f64, u64) =
+                    sqlx::query_as(shown).fetch_one(store.pool()).await.unwrap();
+                Some((ddl, request.0))
+            } else {
+                None
+            };
+            let drop = format!("DROP TABLE {}", table.quoted('`'));
+            sqlx::query(AssertSqlSafe(drop))
+                .execute(store.pool())
+                .await
+                .unwrap();
+            if let Some(seen) = seen {
+                // Unbounded, with the lock wait of the requests (whole seconds, at least 1).
+                assert_eq!(seen, ((0.0, 1), 0.95));
+            }
+        });
     }
 }

@@ -1,21 +1,22 @@
 //! PostgreSQL: `BYTEA` data, `TIMESTAMP WITHOUT TIME ZONE` expiry, `$n` placeholders.
 //!
-//! `load_and_touch` is one `UPDATE … RETURNING`. `store` tries a plain `UPDATE` before the
-//! upsert: `INSERT … ON CONFLICT DO UPDATE` draws from `id`'s sequence even when it updates,
-//! and Flask's `SERIAL` (32-bit) would run out after some two billion saves.
+//! `load_and_touch` is a `SELECT` of the value and its expiry, followed by a conditional
+//! `UPDATE` only when the expiry is due (touch coalescing). `store` tries a plain `UPDATE`
+//! before the upsert: `INSERT … ON CONFLICT DO UPDATE` draws from `id`'s sequence even when it
+//! updates, and Flask's `SERIAL` (32-bit) would run out after some two billion saves.
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use satchel_core::{ConfigError, SessionConfig};
-use sqlx::postgres::{PgConnectOptions, PgPool};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::postgres::{PgConnectOptions, PgPool, Postgres};
+use sqlx::{AssertSqlSafe, Row, Transaction};
 use time::PrimitiveDateTime;
 
 use super::{
-    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Setup, check_shape, missing_table,
-    pool_options, retry, setup_error, unreachable,
+    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Pool, Setup, check_shape,
+    missing_table, pool_options, retry, setup_error, unreachable,
 };
 use crate::error::redact_url;
 use crate::table::TableName;
@@ -24,7 +25,8 @@ pub(crate) const NAME: &str = "postgres";
 
 struct Sql {
     load: Arc<str>,
-    load_and_touch: Arc<str>,
+    load_with_expiry: Arc<str>,
+    slide_expiry: Arc<str>,
     insert: Arc<str>,
     update: Arc<str>,
     upsert: Arc<str>,
@@ -38,8 +40,14 @@ impl Sql {
     fn new(t: &str) -> Sql {
         Sql {
             load: format!("SELECT data FROM {t} WHERE session_id = $1 AND expiry > $2").into(),
-            load_and_touch: format!(
-                "UPDATE {t} SET expiry = $1 WHERE session_id = $2 AND expiry > $3 RETURNING data"
+            load_with_expiry: format!(
+                "SELECT data, expiry FROM {t} WHERE session_id = $1 AND expiry > $2"
+            )
+            .into(),
+            // Only over the expiry just read or an older one, and only while it is live: never
+            // shortens an expiry another request just wrote, never revives a row.
+            slide_expiry: format!(
+                "UPDATE {t} SET expiry = $1 WHERE session_id = $2 AND expiry <= $3 AND expiry > $4"
             )
             .into(),
             // An expired row with the same id is taken over; a live one is left alone and
@@ -75,7 +83,7 @@ impl Sql {
 
 /// A pool on one PostgreSQL database and the statements for its sessions table.
 pub(crate) struct PgStore {
-    pool: PgPool,
+    pool: Pool<Postgres>,
     sql: Sql,
     limits: Limits,
 }
@@ -115,7 +123,7 @@ impl PgStore {
                 .map_err(|e| unreachable(NAME, &shown, Some(e), connect_timeout))?;
         let quoted = table.quoted('"');
         let store = PgStore {
-            pool,
+            pool: Pool::new(pool),
             sql: Sql::new(&quoted),
             limits,
         };
@@ -152,7 +160,7 @@ impl PgStore {
                  expiry TIMESTAMP WITHOUT TIME ZONE, \n\t\
                  PRIMARY KEY (id), \n\tUNIQUE (session_id)\n)"
             );
-            sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await?;
+            self.execute_ddl(ddl).await?;
         }
         let rows = sqlx::query(
             "SELECT column_name::text, data_type::text, \
@@ -162,7 +170,7 @@ impl PgStore {
         )
         .bind(table.schema.as_deref())
         .bind(&table.table)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         if rows.is_empty() {
             return Err(Setup::Shape(missing_table(table)));
@@ -187,7 +195,7 @@ impl PgStore {
                AND i.indpred IS NULL AND a.attname = 'session_id'",
         )
         .bind(quoted)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await?;
         check_shape(table, &columns, unique > 0).map_err(Setup::Shape)?;
         if create {
@@ -197,17 +205,39 @@ impl PgStore {
                  WHERE i.indrelid = to_regclass($1) AND a.attname = 'expiry'",
             )
             .bind(quoted)
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .await?;
             if indexed == 0 {
                 let ddl = format!(
                     "CREATE INDEX IF NOT EXISTS \"{}\" ON {quoted} (expiry)",
                     table.expiry_index()
                 );
-                sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await?;
+                self.execute_ddl(ddl).await?;
             }
         }
         Ok(())
+    }
+
+    /// Runs start-up DDL without the `statement_timeout` the pool's connections carry: building
+    /// the `expiry` index on a large existing table may take longer than any request should.
+    /// `lock_timeout` stays, because a DDL waiting for a lock holds up every session write
+    /// queued behind it.
+    async fn execute_ddl(&self, ddl: String) -> Result<(), sqlx::Error> {
+        let mut tx = self.ddl_transaction().await?;
+        sqlx::query(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
+        tx.commit().await
+    }
+
+    /// A transaction whose statements have no time limit (`SET LOCAL` ends with it, so the
+    /// connection goes back to the pool with its limit).
+    async fn ddl_transaction(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        if self.limits.limited {
+            sqlx::query("SET LOCAL statement_timeout = 0")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
     }
 
     pub(crate) async fn load(
@@ -227,25 +257,39 @@ impl PgStore {
         .map(Option::flatten)
     }
 
+    /// A plain read of the value and its expiry, then a write of `expiry` only when the stored
+    /// one is older than `stale_before` (touch coalescing).
     pub(crate) async fn load_and_touch(
         &self,
         budget: &Budget,
         key: &str,
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
+        stale_before: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
         retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(
-                &self.sql.load_and_touch,
-            )))
-            .bind(expiry)
-            .bind(key)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await
+            let row: Option<(Option<Vec<u8>>, PrimitiveDateTime)> =
+                sqlx::query_as(AssertSqlSafe(Arc::clone(&self.sql.load_with_expiry)))
+                    .bind(key)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let Some((data, stored)) = row else {
+                return Ok(None);
+            };
+            if stored < stale_before {
+                budget.sending();
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.slide_expiry)))
+                    .bind(expiry)
+                    .bind(key)
+                    .bind(stored)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(data)
         })
         .await
-        .map(Option::flatten)
     }
 
     pub(crate) async fn insert(
@@ -391,7 +435,7 @@ impl PgStore {
     }
 
     pub(crate) fn pool(&self) -> &PgPool {
-        &self.pool
+        self.pool.sqlx()
     }
 }
 
@@ -405,5 +449,47 @@ fn kind(data_type: &str) -> Option<Kind> {
         // the session's time zone.
         "timestamp without time zone" => Some(Kind::DateTime),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use satchel_core::SessionConfig;
+    use satchel_core::testkit::{run, skipped};
+
+    use super::{AssertSqlSafe, PgStore, TableName};
+
+    #[test]
+    fn schema_statements_run_without_the_statement_timeout_requests_keep() {
+        if skipped("POSTGRES") {
+            return;
+        }
+        run(async {
+            let url = std::env::var("SATCHEL_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://satchel:satchel@127.0.0.1:5432/satchel".into());
+            let mut config = SessionConfig::default();
+            config.operation_timeout = Duration::from_secs(1);
+            config.pool_size = 1;
+            config.sqlalchemy_table = format!("sessions_{:016x}", getrandom::u64().unwrap());
+            let table = TableName::from_config(&config).unwrap();
+            let store = PgStore::connect(&url, &table, &config).await.unwrap();
+            let show = "SHOW statement_timeout";
+            let mut tx = store.ddl_transaction().await.unwrap();
+            let ddl: String = sqlx::query_scalar(show).fetch_one(&mut *tx).await.unwrap();
+            tx.rollback().await.unwrap();
+            // The pool's only connection, given back: its limit is in force again.
+            let request: String = sqlx::query_scalar(show)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            let drop = format!("DROP TABLE {}", table.quoted('"'));
+            sqlx::query(AssertSqlSafe(drop))
+                .execute(store.pool())
+                .await
+                .unwrap();
+            assert_eq!((ddl.as_str(), request.as_str()), ("0", "950ms"));
+        });
     }
 }

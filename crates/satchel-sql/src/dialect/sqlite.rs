@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use satchel_core::{ConfigError, SessionConfig};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Row};
 use time::PrimitiveDateTime;
 
 use super::{
-    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Setup, check_shape, missing_table,
-    pool_options, retry,
+    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Pool, Setup, check_shape,
+    missing_table, pool_options, retry,
 };
 use crate::table::TableName;
 
@@ -50,7 +52,8 @@ fn busy_timeout(limits: Limits) -> Duration {
 /// The statements for one table, built once from the validated name.
 struct Sql {
     load: Arc<str>,
-    load_and_touch: Arc<str>,
+    load_with_expiry: Arc<str>,
+    slide_expiry: Arc<str>,
     insert: Arc<str>,
     store: Arc<str>,
     replace: Arc<str>,
@@ -63,8 +66,15 @@ impl Sql {
     fn new(t: &str) -> Sql {
         Sql {
             load: format!("SELECT data FROM {t} WHERE session_id = ?1 AND expiry > ?2").into(),
-            load_and_touch: format!(
-                "UPDATE {t} SET expiry = ?1 WHERE session_id = ?2 AND expiry > ?3 RETURNING data"
+            load_with_expiry: format!(
+                "SELECT data, expiry FROM {t} WHERE session_id = ?1 AND expiry > ?2"
+            )
+            .into(),
+            // Only over the expiry just read or an older one, and only while it is live: never
+            // shortens an expiry another request just wrote, never revives a row.
+            slide_expiry: format!(
+                "UPDATE {t} SET expiry = ?1 \
+                 WHERE session_id = ?2 AND expiry <= ?3 AND expiry > ?4"
             )
             .into(),
             // An expired row with the same id is taken over; a live one is left alone and
@@ -99,7 +109,7 @@ impl Sql {
 
 /// A pool on one SQLite file and the statements for its sessions table.
 pub(crate) struct SqliteStore {
-    pool: SqlitePool,
+    pool: Pool<Sqlite>,
     sql: Sql,
     busy_timeout: Duration,
 }
@@ -166,7 +176,7 @@ impl SqliteStore {
 
         let quoted = table.quoted('"');
         let store = SqliteStore {
-            pool,
+            pool: Pool::new(pool),
             sql: Sql::new(&quoted),
             busy_timeout,
         };
@@ -193,11 +203,11 @@ impl SqliteStore {
                  session_id VARCHAR(255), \n\tdata BLOB, \n\texpiry DATETIME, \n\t\
                  PRIMARY KEY (id), \n\tUNIQUE (session_id)\n)"
             );
-            sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await?;
+            sqlx::query(AssertSqlSafe(ddl)).execute(self.pool()).await?;
         }
         let rows = sqlx::query(r#"SELECT name, type, pk FROM pragma_table_info(?1)"#)
             .bind(&table.table)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?;
         if rows.is_empty() {
             return Err(Setup::Shape(missing_table(table)));
@@ -224,7 +234,7 @@ impl SqliteStore {
                  AND (SELECT name FROM pragma_index_info(il.name)) = 'session_id'"#,
         )
         .bind(&table.table)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await?;
         check_shape(table, &columns, unique > 0).map_err(Setup::Shape)?;
         if create {
@@ -233,14 +243,14 @@ impl SqliteStore {
                    WHERE (SELECT name FROM pragma_index_info(il.name) WHERE seqno = 0) = 'expiry'"#,
             )
             .bind(&table.table)
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .await?;
             if indexed == 0 {
                 let ddl = format!(
                     "CREATE INDEX IF NOT EXISTS \"{}\" ON {quoted} (expiry)",
                     table.expiry_index()
                 );
-                sqlx::query(AssertSqlSafe(ddl)).execute(&self.pool).await?;
+                sqlx::query(AssertSqlSafe(ddl)).execute(self.pool()).await?;
             }
         }
         Ok(())
@@ -264,26 +274,42 @@ impl SqliteStore {
         .map(Option::flatten)
     }
 
+    /// A plain read of the value and its expiry, then a write of `expiry` only when the stored
+    /// one is older than `stale_before` (touch coalescing). A read-only request usually needs
+    /// no write lock at all.
     pub(crate) async fn load_and_touch(
         &self,
         budget: &Budget,
         key: &str,
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
+        stale_before: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        let (now, expiry) = (&text(now), &text(expiry));
+        let (now, expiry, stale_before) = (&text(now), &text(expiry), &text(stale_before));
         retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(
-                &self.sql.load_and_touch,
-            )))
-            .bind(expiry)
-            .bind(key)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await
+            let row: Option<(Option<Vec<u8>>, String)> =
+                sqlx::query_as(AssertSqlSafe(Arc::clone(&self.sql.load_with_expiry)))
+                    .bind(key)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let Some((data, stored)) = row else {
+                return Ok(None);
+            };
+            // Compared as text, as SQLite compares the column: the fixed-width form sorts by time.
+            if stored < *stale_before {
+                budget.sending();
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.slide_expiry)))
+                    .bind(expiry)
+                    .bind(key)
+                    .bind(&stored)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(data)
         })
         .await
-        .map(Option::flatten)
     }
 
     pub(crate) async fn insert(
@@ -422,7 +448,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+        self.pool.sqlx()
     }
 }
 

@@ -2,7 +2,8 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use satchel_core::testkit::fresh_key;
 use satchel_core::{Backend, BackendError, Operation, SessionConfig};
@@ -233,6 +234,8 @@ pub fn assert_mentions(error: &satchel_core::ConfigError, needles: &[&str]) {
 pub struct Relay {
     port: u16,
     target: String,
+    /// How long each new connection waits before the relay connects it to the target, in ms.
+    delay_ms: Arc<AtomicU64>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -244,6 +247,7 @@ impl Relay {
         let mut relay = Relay {
             port,
             target: target.to_owned(),
+            delay_ms: Arc::new(AtomicU64::new(0)),
             task: None,
         };
         relay.serve(listener);
@@ -263,6 +267,13 @@ impl Relay {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+
+    /// Makes every new connection wait `delay` before it reaches the server, as connecting does
+    /// on a machine starved of CPU.
+    pub fn slow_down_connects(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap();
+        self.delay_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Listens again on the same port.
@@ -285,6 +296,7 @@ impl Relay {
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
         let target = self.target.clone();
+        let delay_ms = Arc::clone(&self.delay_ms);
         self.task = Some(tokio::spawn(async move {
             // Owned here, so aborting this task drops every relayed connection with it.
             let mut connections = tokio::task::JoinSet::new();
@@ -293,7 +305,9 @@ impl Relay {
                     return;
                 };
                 let target = target.clone();
+                let delay = Duration::from_millis(delay_ms.load(Ordering::Relaxed));
                 connections.spawn(async move {
+                    tokio::time::sleep(delay).await;
                     if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
@@ -356,9 +370,222 @@ pub async fn database_down_then_back(url: &str, target: &str) -> String {
     config.sqlalchemy_table
 }
 
+/// Opening a connection takes longer than the operation timeout (a machine starved of CPU): the
+/// request that needed it fails at the timeout, but the connection it started still lands in the
+/// pool, and the next request uses it. Returns the table it used, for the caller to drop.
+pub async fn a_connection_too_slow_for_one_request_serves_the_next(
+    url: &str,
+    target: &str,
+) -> String {
+    let mut relay = Relay::start(target).await;
+    let mut config = config(&relay.url_for(url));
+    config.operation_timeout = Duration::from_millis(500);
+    config.connect_timeout = Duration::from_secs(10);
+    let backend = SqlBackend::connect(&config)
+        .await
+        .expect("connect through the relay");
+    let key = fresh_key();
+    backend.store(&key, b"kept", LONG).await.expect("store");
+
+    // The pool's connections are cut, and a new one takes three operation timeouts to open.
+    relay.down();
+    relay.slow_down_connects(Duration::from_millis(1500));
+    relay.up().await;
+    let err = backend
+        .load(&key)
+        .await
+        .expect_err("a load that has to wait for a new connection");
+    assert!(
+        matches!(err, BackendError::Timeout { .. }),
+        "want the operation timeout, got: {err}"
+    );
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        backend
+            .load(&key)
+            .await
+            .expect("the connection opened for the failed load serves this one"),
+        Some(b"kept".to_vec())
+    );
+    config.sqlalchemy_table
+}
+
+/// The database stays down while 100 requests come at once: each fails within about the
+/// operation timeout, and the connects they leave running end within the connect timeout, so
+/// nothing piles up. `pool_size` reads the backend's pool size. Returns the table it used, for
+/// the caller to drop.
+pub async fn requests_to_a_database_that_stays_down_fail_in_time_and_leave_nothing_behind(
+    url: &str,
+    target: &str,
+    pool_size: fn(&SqlBackend) -> u32,
+) -> String {
+    let mut relay = Relay::start(target).await;
+    let mut config = config(&relay.url_for(url));
+    config.operation_timeout = Duration::from_millis(500);
+    config.connect_timeout = Duration::from_secs(1);
+    let backend = Arc::new(
+        SqlBackend::connect(&config)
+            .await
+            .expect("connect through the relay"),
+    );
+    relay.down();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let tasks_before = metrics.num_alive_tasks();
+
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let backend = Arc::clone(&backend);
+        requests.spawn(async move {
+            let started = Instant::now();
+            let outcome = backend.load(&fresh_key()).await;
+            (outcome, started.elapsed())
+        });
+    }
+    while let Some(done) = requests.join_next().await {
+        let (outcome, took) = done.expect("request task");
+        let err = outcome.expect_err("a load while the database is down");
+        assert!(
+            matches!(
+                err,
+                BackendError::Timeout { .. } | BackendError::Driver { .. }
+            ),
+            "{err}"
+        );
+        // The timeout, plus the wait for an answer to a statement sent on a dead connection
+        // and a loaded machine's delays.
+        assert!(took < Duration::from_millis(1500), "took {took:?}: {err}");
+    }
+
+    // Every connect a request left running gives up within the connect timeout.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        metrics.num_alive_tasks() <= tasks_before,
+        "{} tasks alive, {tasks_before} before the requests",
+        metrics.num_alive_tasks()
+    );
+    assert_eq!(
+        pool_size(&backend),
+        0,
+        "connections still counted in the pool"
+    );
+    config.sqlalchemy_table
+}
+
 /// `host:port` of a database URL.
 pub fn host_port(url: &str) -> String {
     let rest = url.split_once("://").unwrap().1;
     let tail = rest.rsplit_once('@').map_or(rest, |(_, t)| t);
     tail.split(['/', '?']).next().unwrap().to_owned()
+}
+
+/// A lifetime whose touch granularity is one second (a hundredth of it).
+pub const SLIDING: Duration = Duration::from_secs(100);
+
+/// Now as the backend writes it: naive UTC, microseconds.
+fn utc_now() -> time::PrimitiveDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    let now = time::PrimitiveDateTime::new(now.date(), now.time());
+    now.replace_microsecond(now.microsecond()).unwrap()
+}
+
+/// Touch coalescing: a `load_and_touch` within the granularity of the stored expiry reads the
+/// row and writes nothing. `expiry_of(key)` reads the row's `expiry` as the database holds it.
+pub async fn load_and_touch_right_after_a_store_writes_nothing<F, Fut>(
+    backend: &SqlBackend,
+    expiry_of: F,
+) where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Option<time::PrimitiveDateTime>>,
+{
+    let key = fresh_key();
+    backend.store(&key, b"v", SLIDING).await.expect("store");
+    let stored = expiry_of(key.clone()).await.expect("the row is there");
+    for _ in 0..3 {
+        assert_eq!(
+            backend
+                .load_and_touch(&key, SLIDING)
+                .await
+                .expect("load_and_touch"),
+            Some(b"v".to_vec())
+        );
+    }
+    assert_eq!(
+        expiry_of(key).await,
+        Some(stored),
+        "the expiry was written within the granularity"
+    );
+}
+
+/// Touch coalescing: once the granularity has passed, `load_and_touch` writes `now + ttl`, and
+/// the next one again writes nothing.
+pub async fn load_and_touch_writes_the_expiry_once_the_granularity_has_passed<F, Fut>(
+    backend: &SqlBackend,
+    expiry_of: F,
+) where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Option<time::PrimitiveDateTime>>,
+{
+    let key = fresh_key();
+    backend.store(&key, b"v", SLIDING).await.expect("store");
+    let stored = expiry_of(key.clone()).await.expect("the row is there");
+    // The granularity of SLIDING is 1 s.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = utc_now();
+    assert_eq!(
+        backend
+            .load_and_touch(&key, SLIDING)
+            .await
+            .expect("load_and_touch"),
+        Some(b"v".to_vec())
+    );
+    let after = utc_now();
+    let slid = expiry_of(key.clone()).await.expect("the row is there");
+    assert!(slid > stored, "not extended: {slid} after {stored}");
+    assert!(
+        slid >= before + SLIDING && slid <= after + SLIDING,
+        "{slid} is not now + ttl ({before} .. {after} + {SLIDING:?})"
+    );
+    backend
+        .load_and_touch(&key, SLIDING)
+        .await
+        .expect("load_and_touch");
+    assert_eq!(expiry_of(key).await, Some(slid), "written again at once");
+}
+
+/// Touch coalescing: `load_and_touch` never shortens a longer expiry (a session stored with a
+/// longer lifetime) and never revives an expired row.
+pub async fn load_and_touch_never_shortens_nor_revives<F, Fut>(backend: &SqlBackend, expiry_of: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Option<time::PrimitiveDateTime>>,
+{
+    let longer = fresh_key();
+    backend.store(&longer, b"v", LONG).await.expect("store");
+    let stored = expiry_of(longer.clone()).await.expect("the row is there");
+    assert_eq!(
+        backend
+            .load_and_touch(&longer, SLIDING)
+            .await
+            .expect("load_and_touch"),
+        Some(b"v".to_vec())
+    );
+    assert_eq!(expiry_of(longer).await, Some(stored), "shortened");
+
+    let expired = fresh_key();
+    backend
+        .store(&expired, b"old", Duration::ZERO)
+        .await
+        .expect("store expired");
+    let stored = expiry_of(expired.clone()).await.expect("the row is there");
+    assert_eq!(
+        backend
+            .load_and_touch(&expired, SLIDING)
+            .await
+            .expect("load_and_touch expired"),
+        None
+    );
+    assert_eq!(expiry_of(expired.clone()).await, Some(stored), "revived");
+    assert_eq!(backend.load(&expired).await.expect("load"), None);
 }

@@ -1,0 +1,247 @@
+//! sqlx's connection pool, with new connections opened in background tasks, a few at a time.
+//!
+//! sqlx opens a connection inside the `acquire` that finds none idle and has room for one, so a
+//! caller that stops waiting abandons the connection half open. On a machine too slow to connect
+//! within the operation timeout, a pool emptied by an outage would then never refill: every
+//! request starts a connect and abandons it. Here a caller that has to wait for a new connection
+//! hands the connecting to a task that no caller cancels. The task has all of sqlx's
+//! `acquire_timeout` (`SATCHEL_CONNECT_TIMEOUT`) to connect, gives the connection to the
+//! longest-waiting caller, and leaves it in the pool when every caller has given up. A caller
+//! that finds the pool full waits in sqlx's own queue for a connection given back.
+//!
+//! At most [`OPENING_AT_ONCE`] such tasks run per pool. Opening a connection costs CPU on both
+//! sides (TLS, SCRAM: some 55 ms in a debug build), and when a starved machine opens a whole
+//! pool's worth at once, they share the CPU and all finish late, past the connect timeout, so
+//! none is ever opened.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use tokio::sync::oneshot;
+
+/// Connections one pool opens at the same time.
+const OPENING_AT_ONCE: usize = 2;
+
+/// How often a caller waiting for a new connection also checks for one another caller gave
+/// back, and whether the pool has filled up meanwhile.
+const LOOK_AGAIN: Duration = Duration::from_millis(20);
+
+type Acquired<DB> = Result<PoolConnection<DB>, sqlx::Error>;
+
+/// A sqlx pool and the tasks that open its connections.
+pub(crate) struct Pool<DB: sqlx::Database> {
+    pool: sqlx::Pool<DB>,
+    opener: Arc<Mutex<Opener<DB>>>,
+}
+
+/// The callers waiting for a new connection, and the tasks opening connections for them.
+struct Opener<DB: sqlx::Database> {
+    /// Oldest first; a caller that gave up has closed its receiver.
+    waiting: VecDeque<oneshot::Sender<Acquired<DB>>>,
+    /// Opening tasks running, at most [`OPENING_AT_ONCE`].
+    running: usize,
+}
+
+impl<DB: sqlx::Database> Pool<DB> {
+    pub(crate) fn new(pool: sqlx::Pool<DB>) -> Pool<DB> {
+        Pool {
+            pool,
+            opener: Arc::new(Mutex::new(Opener {
+                waiting: VecDeque::new(),
+                running: 0,
+            })),
+        }
+    }
+
+    /// The sqlx pool, for statements outside a request (schema checks, tests).
+    pub(crate) fn sqlx(&self) -> &sqlx::Pool<DB> {
+        &self.pool
+    }
+
+    /// A connection, waiting until `deadline` at most. Nothing has been sent on it yet, so
+    /// giving up is harmless.
+    pub(crate) async fn acquire_until(&self, deadline: Instant) -> Acquired<DB> {
+        // The common case: an idle connection, taken without a task or a timer.
+        if let Some(conn) = self.pool.try_acquire() {
+            return Ok(conn);
+        }
+        if !self.has_room() {
+            return self.wait_in_line(deadline).await;
+        }
+        let mut opened = self.ask_for_one();
+        loop {
+            let look_again = (Instant::now() + LOOK_AGAIN).min(deadline);
+            match tokio::time::timeout_at(look_again.into(), &mut opened).await {
+                Ok(Ok(acquired)) => return acquired,
+                // The opening task ended without answering: it panicked, or the runtime is
+                // shutting down.
+                Ok(Err(_)) => return Err(sqlx::Error::WorkerCrashed),
+                Err(_) if Instant::now() >= deadline => return Err(sqlx::Error::PoolTimedOut),
+                Err(_) => {}
+            }
+            if let Some(conn) = self.pool.try_acquire() {
+                return Ok(conn);
+            }
+            if !self.has_room() {
+                // No longer queued: a connection opened now goes to another caller.
+                drop(opened);
+                return self.wait_in_line(deadline).await;
+            }
+        }
+    }
+
+    /// Whether the pool may open another connection (connections being opened count).
+    fn has_room(&self) -> bool {
+        self.pool.size() < self.pool.options().get_max_connections()
+    }
+
+    /// Waits for a connection another caller gives back. A full pool opens none, so a caller
+    /// that gives up abandons nothing; had a task waited instead, it would take a connection
+    /// nobody needs, ahead of the callers still waiting.
+    async fn wait_in_line(&self, deadline: Instant) -> Acquired<DB> {
+        tokio::time::timeout_at(deadline.into(), self.pool.acquire())
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+    }
+
+    /// Queues the caller for the next connection opened, and starts an opening task if fewer
+    /// than [`OPENING_AT_ONCE`] run (and fewer than there are callers waiting).
+    fn ask_for_one(&self) -> oneshot::Receiver<Acquired<DB>> {
+        let (tx, rx) = oneshot::channel();
+        let mut opener = lock(&self.opener);
+        opener.waiting.retain(|waiter| !waiter.is_closed());
+        opener.waiting.push_back(tx);
+        if opener.running < OPENING_AT_ONCE.min(opener.waiting.len()) {
+            opener.running += 1;
+            tokio::spawn(open_for_waiting(
+                self.pool.clone(),
+                Running(Some(Arc::clone(&self.opener))),
+            ));
+        }
+        rx
+    }
+}
+
+/// Acquires connections (opening them when none is idle) and hands each to the caller that has
+/// waited longest, until no caller waits.
+async fn open_for_waiting<DB: sqlx::Database>(pool: sqlx::Pool<DB>, mut running: Running<DB>) {
+    let Some(opener) = running.0.clone() else {
+        return;
+    };
+    loop {
+        let acquired = pool.acquire().await;
+        let (unclaimed, done) = {
+            let mut opener = lock(&opener);
+            let unclaimed = opener.hand_over(acquired);
+            let done = opener.waiting.is_empty();
+            if done {
+                // Decided under the lock, so a caller queued after this starts a new task.
+                opener.running -= 1;
+                running.0 = None;
+            }
+            (unclaimed, done)
+        };
+        if let Some(Err(error)) = &unclaimed {
+            tracing::debug!(%error, "satchel-sql: opening a connection failed");
+        }
+        // A connection nobody waits for any more goes back to the pool.
+        drop(unclaimed);
+        if done {
+            return;
+        }
+    }
+}
+
+impl<DB: sqlx::Database> Opener<DB> {
+    /// Gives `acquired` to the longest-waiting caller still waiting; returns it when none is.
+    fn hand_over(&mut self, mut acquired: Acquired<DB>) -> Option<Acquired<DB>> {
+        while let Some(waiter) = self.waiting.pop_front() {
+            match waiter.send(acquired) {
+                Ok(()) => {
+                    self.waiting.retain(|waiter| !waiter.is_closed());
+                    return None;
+                }
+                Err(back) => acquired = back,
+            }
+        }
+        Some(acquired)
+    }
+}
+
+/// Counts an opening task as running until it ends, a panic included, so one that died does
+/// not keep a place among the [`OPENING_AT_ONCE`].
+struct Running<DB: sqlx::Database>(Option<Arc<Mutex<Opener<DB>>>>);
+
+impl<DB: sqlx::Database> Drop for Running<DB> {
+    fn drop(&mut self) {
+        if let Some(opener) = self.0.take() {
+            lock(&opener).running -= 1;
+        }
+    }
+}
+
+/// The lock is held only for queue operations that cannot leave the queue half changed, so a
+/// poisoned one is still consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use std::str::FromStr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use satchel_core::testkit::run;
+    use sqlx::Sqlite;
+    use sqlx::sqlite::SqliteConnectOptions;
+
+    use super::{OPENING_AT_ONCE, Pool};
+
+    #[test]
+    fn connections_open_a_few_at_a_time_and_stay_when_their_callers_gave_up() {
+        run(async {
+            let connecting = Arc::new(AtomicUsize::new(0));
+            let most = Arc::new(AtomicUsize::new(0));
+            let (c, m) = (Arc::clone(&connecting), Arc::clone(&most));
+            // Every connect takes 200 ms, four times as long as the callers wait.
+            let pool = sqlx::pool::PoolOptions::<Sqlite>::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire(false)
+                .after_connect(move |_, _| {
+                    let (c, m) = (Arc::clone(&c), Arc::clone(&m));
+                    Box::pin(async move {
+                        m.fetch_max(c.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        c.fetch_sub(1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(SqliteConnectOptions::from_str("sqlite::memory:").unwrap());
+            let pool = Arc::new(Pool::new(pool));
+
+            let deadline = Instant::now() + Duration::from_millis(50);
+            let mut callers = tokio::task::JoinSet::new();
+            for _ in 0..20 {
+                let pool = Arc::clone(&pool);
+                callers.spawn(async move { pool.acquire_until(deadline).await });
+            }
+            while let Some(done) = callers.join_next().await {
+                let err = done.unwrap().expect_err("no connection within 50 ms");
+                assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err}");
+            }
+
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            assert_eq!(most.load(Ordering::SeqCst), OPENING_AT_ONCE);
+            assert_eq!(pool.sqlx().num_idle(), OPENING_AT_ONCE);
+            let soon = Instant::now() + Duration::from_millis(50);
+            pool.acquire_until(soon)
+                .await
+                .expect("a connection opened for a caller that gave up");
+        });
+    }
+}
