@@ -111,8 +111,30 @@ pub(crate) type ActixState = HashMap<String, String>;
 pub(crate) fn to_actix(session: SessionData) -> ActixState {
     session
         .into_iter()
-        .map(|(key, value)| (key, to_json(value).to_string()))
+        .map(|(key, value)| (key, to_json_text(value)))
         .collect()
+}
+
+/// The JSON text of one value, as `to_json(value)` would print it. Scalars, most of what
+/// sessions hold, are written straight out without building a `serde_json::Value` first: this
+/// runs for every key on every request.
+fn to_json_text(value: Value) -> String {
+    match value {
+        Value::Nil => "null".to_owned(),
+        Value::Boolean(true) => "true".to_owned(),
+        Value::Boolean(false) => "false".to_owned(),
+        Value::Integer(i) => match (i.as_i64(), i.as_u64()) {
+            (Some(i), _) => i.to_string(),
+            (None, Some(u)) => u.to_string(),
+            (None, None) => "null".to_owned(),
+        },
+        Value::String(s) => match s.into_str() {
+            // Serializing a string or a `serde_json::Value` cannot fail (its keys are strings).
+            Some(s) => serde_json::to_string(&s).unwrap_or_else(|_| "null".to_owned()),
+            None => "null".to_owned(),
+        },
+        other => serde_json::to_string(&to_json(other)).unwrap_or_else(|_| "null".to_owned()),
+    }
 }
 
 /// The JSON texts handlers left → the session to store. `first` keys are written first, in
@@ -127,15 +149,39 @@ pub(crate) fn from_actix(state: ActixState) -> SessionData {
     entries
         .into_iter()
         .map(|(key, text)| {
-            // actix-session only ever stores serde_json output here; anything else is kept
-            // as the text it is rather than dropped.
-            let value = match serde_json::from_str::<Json>(&text) {
-                Ok(json) => from_json(json),
-                Err(_) => Value::String(text.into()),
-            };
+            let value = from_json_text(text);
             (key, value)
         })
         .collect()
+}
+
+/// The value of one JSON text from actix-session. actix-session only ever stores serde_json
+/// output here; anything else is kept as the text it is rather than dropped. Strings and
+/// integers, most of what sessions hold, skip building a `serde_json::Value`.
+fn from_json_text(text: String) -> Value {
+    match text.as_bytes().first() {
+        Some(b'"') => {
+            if let Ok(s) = serde_json::from_str::<String>(&text) {
+                return Value::String(s.into());
+            }
+        }
+        Some(b'-' | b'0'..=b'9') => {
+            // Only JSON's own integer spelling: serde_json reads `-0` as a float, and `007`
+            // is not JSON at all (kept as text below).
+            let digits = text.strip_prefix('-').unwrap_or(&text);
+            let canonical = !digits.starts_with('0') || text == "0";
+            if canonical {
+                if let Ok(i) = text.parse::<i64>() {
+                    return Value::from(i);
+                }
+            }
+        }
+        _ => {}
+    }
+    match serde_json::from_str::<Json>(&text) {
+        Ok(json) => from_json(json),
+        Err(_) => Value::String(text.into()),
+    }
 }
 
 fn tagged(tag: &str, value: Json) -> Json {
@@ -283,6 +329,47 @@ fn untag(key: &str, inner: Json) -> Result<Value, Json> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fast_paths_read_and_write_what_serde_json_does() {
+        let texts = [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "007",
+            "-007",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "1e3",
+            "1.5",
+            "\"\"",
+            "\"a\\\"b\\u00e9\"",
+            "\"unterminated",
+            "true",
+            "null",
+            "[1]",
+            "{\" b\": \"AA==\"}",
+            "12abc",
+            "-",
+            "",
+        ];
+        for text in texts {
+            let slow = match serde_json::from_str::<Json>(text) {
+                Ok(json) => from_json(json),
+                Err(_) => Value::String(text.into()),
+            };
+            let fast = from_json_text(text.to_owned());
+            assert_eq!(fast, slow, "{text:?}");
+            assert_eq!(
+                to_json_text(fast.clone()),
+                to_json(fast).to_string(),
+                "{text:?}"
+            );
+        }
+    }
+
     use super::*;
 
     fn round_trip(value: Value) -> Value {

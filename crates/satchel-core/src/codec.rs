@@ -188,20 +188,22 @@ fn map_len(len: usize) -> Result<u32, CodecError> {
 
 fn decode_msgpack(bytes: &[u8]) -> Option<SessionData> {
     let mut rest = bytes;
-    let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_DEPTH).ok()?;
+    // Borrowing from the slice first, then copying each value once, skips the `io::Read`
+    // plumbing of rmpv's `read_value` for every string (see `codec/decode` in benches/micro.rs).
+    let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, MAX_DEPTH).ok()?;
     // Trailing bytes mean this was not MessagePack (JSON's `{` is a valid positive fixint).
     if !rest.is_empty() {
         return None;
     }
-    let Value::Map(entries) = value else {
+    let rmpv::ValueRef::Map(entries) = value else {
         return None;
     };
     let mut session = SessionData::with_capacity(entries.len());
     for (key, value) in entries {
-        let Value::String(key) = key else {
+        let rmpv::ValueRef::String(key) = key else {
             return None;
         };
-        session.insert(key.into_str()?, value);
+        session.insert(key.into_str()?.to_owned(), value.to_owned());
     }
     Some(session)
 }

@@ -42,6 +42,9 @@ pub const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
 /// ([`ConnectOptions::connections`], from `SATCHEL_POOL_SIZE` capped at
 /// [`MAX_SHARED_CONNECTIONS`](crate::MAX_SHARED_CONNECTIONS)) and hands each command to the
 /// next one in turn. They are multiplexed: any number of requests pipeline on one socket.
+/// On a current-thread runtime (each actix-web worker runs one) a command goes instead to
+/// that thread's own connection, opened by its first command, so its driver task runs on the
+/// same thread and no command wakes another (see `connections.rs`).
 /// - standalone: redis-rs `MultiplexedConnection`s;
 /// - cluster: redis-rs `ClusterConnection`s, which route each key to its slot's master and
 ///   follow `MOVED`/`ASK` redirections themselves;
