@@ -151,15 +151,24 @@ async fn stalls_fail_cleanly_and_the_app_recovers(satchel: &Satchel, proxy: &Slo
         "read slower than the timeout: {status} {body}"
     );
 
-    // Resumed (the held replies now arrive late): the same app serves again at once, and every
-    // session reads its own data.
+    // Resumed: the same app serves again without a restart, and every session reads its own
+    // data. Replies already delayed still take their 3 s, and the SQL pool lets connects begun
+    // while the server was slow finish (within SATCHEL_CONNECT_TIMEOUT) rather than abandon
+    // them, so the first requests may still fail cleanly for a few seconds.
     proxy.resume();
-    let (status, body, _) = call!(app, get("/whoami", &alice));
-    assert_eq!(
-        (status, body.as_str()),
-        (StatusCode::OK, "alice"),
-        "first request after resume"
-    );
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (status, body, _) = call!(app, get("/whoami", &alice));
+        if (status, body.as_str()) == (StatusCode::OK, "alice") {
+            break;
+        }
+        assert!(
+            status.is_server_error() && attempts < 20,
+            "request {attempts} after resume: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let (status, _, bob) = call!(app, post("/login/bob"));
     assert_eq!(status, StatusCode::OK);
     let bob = bob.expect("login sets the session cookie");
