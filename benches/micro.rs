@@ -372,43 +372,32 @@ fn request(c: &mut Criterion) {
         b.iter_custom(|iters| system.block_on(drive(&floor, iters, &request)))
     });
 
-    let actix = system
-        .block_on(Satchel::from_config(memory_config()))
-        .expect("memory backend");
-    let app = system.block_on(test::init_service(
-        App::new()
-            .wrap(actix.actix_middleware())
-            .configure(session_routes),
-    ));
-    let cookie = system.block_on(log_in(
-        &app,
-        TestRequest::post().uri("/login/").to_request(),
-    ));
-    for path in ["read", "rmw"] {
-        let request = get!(if path == "read" { "/read/" } else { "/rmw/" }, cookie);
-        group.bench_function(format!("actix_cookie/{path}"), |b| {
-            b.iter_custom(|iters| system.block_on(drive(&app, iters, &request)))
-        });
+    // One session stack over the memory backend: log in once, then time read and rmw. A
+    // macro, as the two stacks' middleware types differ.
+    macro_rules! bench_stack {
+        ($name:literal, $middleware:ident) => {
+            let satchel = system
+                .block_on(Satchel::from_config(memory_config()))
+                .expect("memory backend");
+            let app = system.block_on(test::init_service(
+                App::new()
+                    .wrap(satchel.$middleware())
+                    .configure(session_routes),
+            ));
+            let cookie = system.block_on(log_in(
+                &app,
+                TestRequest::post().uri("/login/").to_request(),
+            ));
+            for path in ["read", "rmw"] {
+                let request = get!(if path == "read" { "/read/" } else { "/rmw/" }, cookie);
+                group.bench_function(format!("{}/{path}", $name), |b| {
+                    b.iter_custom(|iters| system.block_on(drive(&app, iters, &request)))
+                });
+            }
+        };
     }
-
-    let flask = system
-        .block_on(Satchel::from_config(memory_config()))
-        .expect("memory backend");
-    let app = system.block_on(test::init_service(
-        App::new()
-            .wrap(flask.middleware())
-            .configure(session_routes),
-    ));
-    let cookie = system.block_on(log_in(
-        &app,
-        TestRequest::post().uri("/login/").to_request(),
-    ));
-    for path in ["read", "rmw"] {
-        let request = get!(if path == "read" { "/read/" } else { "/rmw/" }, cookie);
-        group.bench_function(format!("flask_cookie/{path}"), |b| {
-            b.iter_custom(|iters| system.block_on(drive(&app, iters, &request)))
-        });
-    }
+    bench_stack!("actix_cookie", actix_middleware);
+    bench_stack!("flask_cookie", middleware);
     group.finish();
 }
 

@@ -370,23 +370,18 @@ async fn a_mongodb_outage_under_load_fails_requests_cleanly_and_recovers() {
         .unwrap();
 }
 
-#[actix_web::test]
-async fn a_postgres_outage_under_load_fails_requests_cleanly_and_recovers() {
-    if skipped("POSTGRES") {
-        return;
-    }
-    let url = env_or(
-        "SATCHEL_POSTGRES_URL",
-        "postgres://satchel:satchel@127.0.0.1:5432/satchel",
-    );
-    let mut proxy = SlowProxy::start(&host_port(&url, 5432)).await.unwrap();
+/// The scenario on `SESSION_TYPE=sqlalchemy` at `url`, in a table of its own, dropped after.
+async fn sql_outage_under_load(server: &str, url: &str, default_port: u16) {
+    let mut proxy = SlowProxy::start(&host_port(url, default_port))
+        .await
+        .unwrap();
     let table = private_name("sessions_outage");
     let satchel = satchel(
-        "PostgreSQL",
-        &url,
+        server,
+        url,
         &[
             ("SESSION_TYPE", "sqlalchemy".into()),
-            ("SESSION_SQLALCHEMY", via(&url, proxy.addr())),
+            ("SESSION_SQLALCHEMY", via(url, proxy.addr())),
             ("SESSION_SQLALCHEMY_TABLE", table.clone()),
             ("SATCHEL_PURGE_INTERVAL", "0".into()),
         ],
@@ -398,14 +393,31 @@ async fn a_postgres_outage_under_load_fails_requests_cleanly_and_recovers() {
     let Some(AnyBackend::Sql(sql)) = satchel.store().map(Store::backend) else {
         panic!("SESSION_TYPE=sqlalchemy gives the SQL backend");
     };
-    let pool = sql.postgres_pool().expect("a PostgreSQL pool");
     // The name is built from [a-z0-9_] only, so it is safe to splice in.
-    satchel_sql::sqlx::query(satchel_sql::sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {table}"
-    )))
-    .execute(pool)
-    .await
-    .unwrap();
+    let drop = || satchel_sql::sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}"));
+    if let Some(pool) = sql.postgres_pool() {
+        satchel_sql::sqlx::query(drop())
+            .execute(pool)
+            .await
+            .unwrap();
+    } else if let Some(pool) = sql.mysql_pool() {
+        satchel_sql::sqlx::query(drop())
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
+
+#[actix_web::test]
+async fn a_postgres_outage_under_load_fails_requests_cleanly_and_recovers() {
+    if skipped("POSTGRES") {
+        return;
+    }
+    let url = env_or(
+        "SATCHEL_POSTGRES_URL",
+        "postgres://satchel:satchel@127.0.0.1:5432/satchel",
+    );
+    sql_outage_under_load("PostgreSQL", &url, 5432).await;
 }
 
 #[actix_web::test]
@@ -417,31 +429,5 @@ async fn a_mysql_outage_under_load_fails_requests_cleanly_and_recovers() {
         "SATCHEL_MYSQL_URL",
         "mysql://satchel:satchel@127.0.0.1:3306/satchel",
     );
-    let mut proxy = SlowProxy::start(&host_port(&url, 3306)).await.unwrap();
-    let table = private_name("sessions_outage");
-    let satchel = satchel(
-        "MariaDB/MySQL",
-        &url,
-        &[
-            ("SESSION_TYPE", "sqlalchemy".into()),
-            ("SESSION_SQLALCHEMY", via(&url, proxy.addr())),
-            ("SESSION_SQLALCHEMY_TABLE", table.clone()),
-            ("SATCHEL_PURGE_INTERVAL", "0".into()),
-        ],
-    )
-    .await;
-
-    outage_under_load_fails_cleanly_and_recovers(&satchel, &mut proxy).await;
-
-    let Some(AnyBackend::Sql(sql)) = satchel.store().map(Store::backend) else {
-        panic!("SESSION_TYPE=sqlalchemy gives the SQL backend");
-    };
-    let pool = sql.mysql_pool().expect("a MySQL pool");
-    // The name is built from [a-z0-9_] only, so it is safe to splice in.
-    satchel_sql::sqlx::query(satchel_sql::sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {table}"
-    )))
-    .execute(pool)
-    .await
-    .unwrap();
+    sql_outage_under_load("MariaDB/MySQL", &url, 3306).await;
 }
