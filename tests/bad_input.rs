@@ -10,6 +10,10 @@
 //!   panic or a 500.
 //! * Logs never hold a whole session id or cookie value.
 
+#[path = "support/configs.rs"]
+mod configs;
+use configs::{memory_config, sqlite_config};
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +28,7 @@ use actix_web::{App, HttpResponse, test, web};
 use satchel::flask_cookie::{FLASK_SESSION_SALT, Signer};
 use satchel::{
     AnyBackend, Backend, BackendError, MemoryBackend, Satchel, Secret, SessionConfig, SessionId,
-    SessionType, Store,
+    Store,
 };
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -59,25 +63,6 @@ macro_rules! facade_app {
     ($satchel:expr) => {
         test::init_service(routes!(App::new().wrap($satchel.middleware()))).await
     };
-}
-
-fn memory_config() -> SessionConfig {
-    let mut config = SessionConfig::default();
-    config.session_type = SessionType::Memory;
-    config
-}
-
-/// SQLite in a temp directory (kept alive by the returned guard).
-fn sqlite_config() -> (SessionConfig, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = SessionConfig::default();
-    config.session_type = SessionType::Sqlalchemy;
-    config.sqlalchemy = Some(format!(
-        "sqlite://{}",
-        dir.path().join("sessions.sqlite3").display()
-    ));
-    config.purge_interval = Duration::ZERO;
-    (config, dir)
 }
 
 fn set_cookies(response: &ServiceResponse) -> Vec<String> {

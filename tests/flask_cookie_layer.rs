@@ -1,6 +1,10 @@
 //! The stack `Satchel::middleware()` builds speaks Flask-Session's cookie: the bare id (or
 //! `id.signature`), Flask's attributes, Flask's deletion cookie, over Flask-Session's data.
 
+#[path = "support/configs.rs"]
+mod configs;
+use configs::memory_config;
+
 use std::time::Duration;
 
 use actix_session::Session;
@@ -8,7 +12,7 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::{App, HttpResponse, test, web};
 use satchel::flask_cookie::{FLASK_SESSION_SALT, Signer};
-use satchel::{Backend, Satchel, Secret, SessionConfig, SessionType};
+use satchel::{Backend, Satchel, Secret};
 
 async fn login(session: Session, name: web::Path<String>) -> actix_web::Result<HttpResponse> {
     session.insert("username", name.into_inner())?;
@@ -27,12 +31,6 @@ async fn logout(session: Session) -> HttpResponse {
 async fn clear(session: Session) -> HttpResponse {
     session.clear();
     HttpResponse::Ok().finish()
-}
-
-fn memory_config() -> SessionConfig {
-    let mut config = SessionConfig::default();
-    config.session_type = SessionType::Memory;
-    config
 }
 
 macro_rules! app {

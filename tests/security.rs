@@ -8,6 +8,10 @@
 //! * Fixation: `Session::renew()` moves the session to a new id and deletes the old entry, and an
 //!   id the server did not issue (or no longer holds) is never adopted.
 
+#[path = "support/configs.rs"]
+mod configs;
+use configs::{memory_config, sqlite_config};
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -20,7 +24,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use satchel::cookie_session::CookieSession;
 use satchel::flask_cookie::{FLASK_SESSION_SALT, Signer};
-use satchel::{Backend, Satchel, Secret, SessionConfig, SessionId, SessionType};
+use satchel::{Backend, Satchel, Secret, SessionConfig, SessionId};
 use serde_json::json;
 
 async fn login(session: Session, name: web::Path<String>) -> actix_web::Result<HttpResponse> {
@@ -53,24 +57,6 @@ macro_rules! app {
         )
         .await
     };
-}
-
-fn memory_config() -> SessionConfig {
-    let mut config = SessionConfig::default();
-    config.session_type = SessionType::Memory;
-    config
-}
-
-fn sqlite_config() -> (SessionConfig, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = SessionConfig::default();
-    config.session_type = SessionType::Sqlalchemy;
-    config.sqlalchemy = Some(format!(
-        "sqlite://{}",
-        dir.path().join("sessions.sqlite3").display()
-    ));
-    config.purge_interval = Duration::ZERO;
-    (config, dir)
 }
 
 /// The session id a response's Flask cookie carries, unless it deletes the cookie.
