@@ -198,7 +198,8 @@ struct Incoming {
 fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> Incoming {
     let name = shared.cookie.name();
     let headers = req.headers();
-    let mut pairs: Vec<(String, String)> = Vec::new();
+    // Borrowed from the request's headers, which are replaced only once `out` is built.
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
     let mut found = false;
     let mut accepted = None;
     for value in headers.get_all(header::COOKIE) {
@@ -210,11 +211,11 @@ fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> Incomi
         // The same split actix-web does when it parses the Cookie header.
         for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let (cookie_name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            pairs.push((cookie_name.trim().to_owned(), value.trim().to_owned()));
+            pairs.push((cookie_name.trim(), value.trim()));
         }
     }
     let mut out = String::new();
-    for (cookie_name, value) in &pairs {
+    for &(cookie_name, value) in &pairs {
         let value = if cookie_name == name {
             if found {
                 continue; // werkzeug reads the first of duplicate cookies
@@ -222,7 +223,7 @@ fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> Incomi
             found = true;
             let session_key = if shared.client_side.is_some() {
                 // The whole signed session; the store verifies it.
-                Some(value.as_str()).filter(|v| plausible_client_cookie(v))
+                Some(value).filter(|v| plausible_client_cookie(v))
             } else {
                 shared
                     .cookie
@@ -231,9 +232,8 @@ fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> Incomi
             };
             match session_key {
                 Some(id) => {
-                    let signed = sign_inner(shared, id);
-                    accepted = Some((id.to_owned(), signed.clone()));
-                    signed
+                    let (_, signed) = accepted.insert((id.to_owned(), sign_inner(shared, id)));
+                    signed.as_str()
                 }
                 None => {
                     tracing::debug!(
@@ -243,14 +243,14 @@ fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> Incomi
                 }
             }
         } else {
-            value.clone()
+            value
         };
         if !out.is_empty() {
             out.push_str("; ");
         }
         out.push_str(cookie_name);
         out.push('=');
-        out.push_str(&value);
+        out.push_str(value);
     }
     if !found {
         return Incoming::default();
