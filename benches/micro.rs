@@ -34,7 +34,10 @@
 //!   on the memory backend ([`Satchel::actix_middleware`]); `flask_cookie` is Satchel's full
 //!   Flask stack ([`Satchel::middleware`]). Each session stack runs `read` (reads the user
 //!   name) and `rmw` (reads it, increments a counter, saves), with Satchel's defaults
-//!   (permanent sessions, `SESSION_REFRESH_EACH_REQUEST=true`). Requests run back to back
+//!   (permanent sessions, `SESSION_REFRESH_EACH_REQUEST=true`). `cookie_satchel` is
+//!   `SESSION_TYPE=cookie` (Flask's signed cookie holds the whole session) and
+//!   `cookie_actix_session` actix-session's own `CookieSessionStore`, its reference in the
+//!   load benchmark. Requests run back to back
 //!   inside one `block_on` per sample (`iter_custom`), so the runtime's entry cost is not
 //!   counted; every response is checked to be a 200, so a lost session cannot turn into a
 //!   cheap 401.
@@ -55,8 +58,8 @@ use criterion::{BatchSize, Criterion, criterion_main};
 use futures_util::FutureExt as _;
 use satchel::flask_cookie::{FLASK_SESSION_SALT, FlaskCookie, Signer};
 use satchel::{
-    Backend, Codec, MemoryBackend, Satchel, Secret, SerializationFormat, SessionConfig,
-    SessionData, SessionId, SessionType, Store,
+    Backend, Codec, CookieStore, MemoryBackend, Satchel, Secret, SerializationFormat,
+    SessionConfig, SessionData, SessionId, SessionType, Store,
 };
 use satchel_core::codec::{PERMANENT_KEY, json_to_value};
 use serde_json::{Value as Json, json};
@@ -132,6 +135,13 @@ fn sessions() -> [(&'static str, SessionData); 2] {
 fn memory_config() -> SessionConfig {
     let mut config = SessionConfig::default();
     config.session_type = SessionType::Memory;
+    config
+}
+
+fn cookie_config() -> SessionConfig {
+    let mut config = SessionConfig::default();
+    config.session_type = SessionType::Cookie;
+    config.secret_key = Some(Secret::new("bench secret key"));
     config
 }
 
@@ -217,6 +227,53 @@ fn store(c: &mut Criterion) {
             b.iter_batched(
                 || (session_key(&id), state.clone()),
                 |(key, state)| store.update(key, state, &ttl).now_or_never(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn cookie_session(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cookie_session");
+    let store = CookieStore::new(&cookie_config()).expect("a valid cookie config");
+    let ttl = actix_web::cookie::time::Duration::seconds(3600);
+    let now = 1_700_000_000;
+    for (size, entries) in [("typical", typical_entries()), ("large", large_entries())] {
+        let session: serde_json::Map<String, Json> = entries.into_iter().collect();
+        let cookie = store.codec().dumps(&session, now);
+        group.bench_function(format!("dumps/{size}"), |b| {
+            b.iter(|| store.codec().dumps(black_box(&session), now))
+        });
+        group.bench_function(format!("loads/{size}"), |b| {
+            b.iter(|| store.codec().loads(black_box(&cookie), now + 1))
+        });
+        group.bench_function(format!("resign/{size}"), |b| {
+            b.iter(|| store.codec().resign(black_box(&cookie), now + 1))
+        });
+        // What actix-session calls: the same, plus the bridge to its JSON-text state. The
+        // store reads the clock, so this cookie is signed now.
+        let cookie = store
+            .codec()
+            .dumps(&session, time::OffsetDateTime::now_utc().unix_timestamp());
+        let session_key = |cookie: &String| SessionKey::try_from(cookie.clone());
+        let Ok(key) = session_key(&cookie) else {
+            // Too long for actix-session's session key: not a session a cookie can carry.
+            continue;
+        };
+        let state = store
+            .load(&key)
+            .now_or_never()
+            .expect("the cookie store is ready at once")
+            .expect("the cookie loads")
+            .expect("the cookie verifies");
+        group.bench_function(format!("store_load/{size}"), |b| {
+            b.iter(|| store.load(black_box(&key)).now_or_never())
+        });
+        group.bench_function(format!("store_update/{size}"), |b| {
+            b.iter_batched(
+                || (session_key(&cookie).ok(), state.clone()),
+                |(key, state)| key.map(|key| store.update(key, state, &ttl).now_or_never()),
                 BatchSize::SmallInput,
             )
         });
@@ -372,17 +429,12 @@ fn request(c: &mut Criterion) {
         b.iter_custom(|iters| system.block_on(drive(&floor, iters, &request)))
     });
 
-    // One session stack over the memory backend: log in once, then time read and rmw. A
-    // macro, as the two stacks' middleware types differ.
+    // One session stack: log in once, then time read and rmw. A macro, as the stacks'
+    // middleware types differ.
     macro_rules! bench_stack {
-        ($name:literal, $middleware:ident) => {
-            let satchel = system
-                .block_on(Satchel::from_config(memory_config()))
-                .expect("memory backend");
+        ($name:literal, $middleware:expr) => {
             let app = system.block_on(test::init_service(
-                App::new()
-                    .wrap(satchel.$middleware())
-                    .configure(session_routes),
+                App::new().wrap($middleware).configure(session_routes),
             ));
             let cookie = system.block_on(log_in(
                 &app,
@@ -396,8 +448,24 @@ fn request(c: &mut Criterion) {
             }
         };
     }
-    bench_stack!("actix_cookie", actix_middleware);
-    bench_stack!("flask_cookie", middleware);
+    let satchel = |config| {
+        system
+            .block_on(Satchel::from_config(config))
+            .expect("an in-process backend")
+    };
+    bench_stack!("actix_cookie", satchel(memory_config()).actix_middleware());
+    bench_stack!("flask_cookie", satchel(memory_config()).middleware());
+    // SESSION_TYPE=cookie against the reference of issue 8's `cookie` target.
+    bench_stack!("cookie_satchel", satchel(cookie_config()).middleware());
+    bench_stack!(
+        "cookie_actix_session",
+        actix_session::SessionMiddleware::builder(
+            actix_session::storage::CookieSessionStore::default(),
+            Key::generate(),
+        )
+        .cookie_name("session".to_owned())
+        .build()
+    );
     group.finish();
 }
 
@@ -414,7 +482,8 @@ mod group {
     criterion::criterion_group! {
         name = micro;
         config = super::short();
-        targets = super::session_id, super::codec, super::store, super::flask_cookie, super::request
+        targets = super::session_id, super::codec, super::store, super::cookie_session,
+            super::flask_cookie, super::request
     }
 }
 criterion_main!(group::micro);

@@ -27,15 +27,13 @@
 //!
 //! Integers beyond 64 bits, which Python allows, are read as floats.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use flate2::Compression;
-use flate2::read::ZlibDecoder;
-use flate2::write::ZlibEncoder;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use satchel_core::{ConfigError, Secret, SessionConfig};
 use serde_json::{Map, Value as Json};
 use time::OffsetDateTime;
@@ -48,7 +46,7 @@ pub const COOKIE_SESSION_SALT: &[u8] = b"cookie-session";
 
 /// Largest decompressed payload accepted. A browser cookie holds about 4 KB, and deflate packs
 /// at most about 1000:1; anything beyond this is not a session Flask wrote but a zip bomb.
-const MAX_PAYLOAD: u64 = 1 << 20;
+const MAX_PAYLOAD: usize = 1 << 20;
 
 /// Flask's tagged-JSON tags (`flask.json.tag`), any of which makes a one-key dict a tag.
 const TAGS: [&str; 6] = [" di", " t", " b", " m", " u", " d"];
@@ -200,7 +198,7 @@ fn decode_timestamp(text: &str) -> Option<i64> {
 /// itsdangerous' `URLSafeSerializerMixin.dump_payload`: zlib when it saves more than one byte
 /// (the `.` prefix costs one), base64url without padding.
 fn encode_payload(json: &[u8]) -> String {
-    if let Some(compressed) = zlib(json).filter(|c| c.len() + 1 < json.len()) {
+    if let Some(compressed) = zlib_if_shorter(json).filter(|c| c.len() + 1 < json.len()) {
         let mut out = String::with_capacity(1 + compressed.len().div_ceil(3) * 4);
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(&compressed, &mut out);
@@ -209,11 +207,81 @@ fn encode_payload(json: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(json)
 }
 
-fn zlib(data: &[u8]) -> Option<Vec<u8>> {
-    // Python's `zlib.compress` default: level 6.
-    let mut encoder = ZlibEncoder::new(Vec::with_capacity(data.len()), Compression::new(6));
-    encoder.write_all(data).ok()?;
-    encoder.finish().ok()
+thread_local! {
+    /// One zlib compressor per thread, reset before each use. Creating one allocates about
+    /// 270 KiB that the allocator hands back to the kernel when it is dropped, so a fresh one per
+    /// cookie cost page faults and system calls worth several times the compression itself
+    /// (`cookie-satchel` read-modify-write in `scripts/bench.sh`). A reset compressor writes
+    /// exactly what a new one would.
+    static DEFLATE: RefCell<Compress> = RefCell::new(python_zlib_compressor());
+}
+
+/// Python's `zlib.compress` default: level 6, zlib header, 32 KiB window, `memLevel` 8.
+fn python_zlib_compressor() -> Compress {
+    Compress::new(Compression::new(6), true)
+}
+
+/// `data` as `zlib.compress(data)` writes it, or `None` when that is not shorter than `data`
+/// (the compressor stops as soon as its output reaches `data`'s length).
+fn zlib_if_shorter(data: &[u8]) -> Option<Vec<u8>> {
+    let compress = |deflate: &mut Compress| {
+        deflate.reset();
+        let mut out = Vec::with_capacity(data.len());
+        match deflate.compress_vec(data, &mut out, FlushCompress::Finish) {
+            Ok(Status::StreamEnd) => Some(out),
+            // Out of room (not shorter) or a zlib error: the session is sent uncompressed.
+            _ => None,
+        }
+    };
+    DEFLATE
+        .try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut deflate) => compress(&mut deflate),
+            Err(_) => compress(&mut python_zlib_compressor()),
+        })
+        // The thread is exiting and its compressor is gone.
+        .unwrap_or_else(|_| compress(&mut python_zlib_compressor()))
+}
+
+thread_local! {
+    /// One zlib decompressor per thread, reset before each use, for the same reason as
+    /// [`DEFLATE`]: a new one allocates its state and window on every compressed cookie.
+    static INFLATE: RefCell<Decompress> = RefCell::new(Decompress::new(true));
+}
+
+/// `zlib.decompress(data)`, refusing streams that are cut short or inflate past
+/// [`MAX_PAYLOAD`] (a zip bomb). Bytes after the end of the stream are ignored, as Python does.
+fn unzlib(data: &[u8]) -> Result<Vec<u8>, CookieError> {
+    let inflate = |decompress: &mut Decompress| {
+        decompress.reset(true);
+        // Sessions compress about 2–4:1; the buffer grows if that is not enough.
+        let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(MAX_PAYLOAD));
+        loop {
+            let consumed = usize::try_from(decompress.total_in()).unwrap_or(usize::MAX);
+            let input = data.get(consumed..).unwrap_or_default();
+            let before = (decompress.total_in(), decompress.total_out());
+            let status = decompress
+                .decompress_vec(input, &mut out, FlushDecompress::Finish)
+                .map_err(|_| CookieError::BadPayload("not a zlib stream"))?;
+            if status == Status::StreamEnd {
+                return Ok(out);
+            }
+            if out.len() >= MAX_PAYLOAD {
+                return Err(CookieError::BadPayload("decompresses to more than 1 MiB"));
+            }
+            if out.len() == out.capacity() {
+                out.reserve(out.capacity().max(1024).min(MAX_PAYLOAD + 1 - out.len()));
+            } else if (decompress.total_in(), decompress.total_out()) == before {
+                // No progress with room to spare: the input ended before the stream did.
+                return Err(CookieError::BadPayload("not a zlib stream"));
+            }
+        }
+    };
+    INFLATE
+        .try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut decompress) => inflate(&mut decompress),
+            Err(_) => inflate(&mut Decompress::new(true)),
+        })
+        .unwrap_or_else(|_| inflate(&mut Decompress::new(true)))
 }
 
 fn decode_payload(payload: &str) -> Result<Map<String, Json>, CookieError> {
@@ -224,19 +292,7 @@ fn decode_payload(payload: &str) -> Result<Map<String, Json>, CookieError> {
     let raw = URL_SAFE_NO_PAD
         .decode(text)
         .map_err(|_| CookieError::BadPayload("not base64url"))?;
-    let json = if compressed {
-        let mut out = Vec::new();
-        ZlibDecoder::new(raw.as_slice())
-            .take(MAX_PAYLOAD + 1)
-            .read_to_end(&mut out)
-            .map_err(|_| CookieError::BadPayload("not a zlib stream"))?;
-        if out.len() as u64 > MAX_PAYLOAD {
-            return Err(CookieError::BadPayload("decompresses to more than 1 MiB"));
-        }
-        out
-    } else {
-        raw
-    };
+    let json = if compressed { unzlib(&raw)? } else { raw };
     let json = tag_non_finite_floats(json);
     match serde_json::from_slice::<Json>(&json) {
         Ok(Json::Object(map)) => unescape_top_level(map),
@@ -847,7 +903,11 @@ mod tests {
     fn correctly_signed_but_unreadable_payloads_are_refused() {
         let codec = codec();
         let sign = |payload: &str| codec.signer.sign(&format!("{payload}.ZVPxAA"));
-        let zlib_b64 = |data: &[u8]| format!(".{}", URL_SAFE_NO_PAD.encode(zlib(data).unwrap()));
+        let zlib_b64 = |data: &[u8]| {
+            let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), Compression::new(6));
+            std::io::Write::write_all(&mut encoder, data).unwrap();
+            format!(".{}", URL_SAFE_NO_PAD.encode(encoder.finish().unwrap()))
+        };
         // A zip bomb: 8 MiB of spaces is a valid JSON prefix and packs into a few KB.
         let bomb = zlib_b64(&vec![b' '; 8 << 20]);
         for (payload, reason) in [
@@ -868,6 +928,25 @@ mod tests {
                 "{payload:.40}"
             );
         }
+    }
+
+    #[test]
+    fn zlib_streams_are_read_whole_or_refused() {
+        let json = format!(r#"{{"a":"{}"}}"#, "xy".repeat(3000));
+        let compressed = zlib_if_shorter(json.as_bytes()).unwrap();
+        assert_eq!(unzlib(&compressed).unwrap(), json.as_bytes());
+        // The same decompressor, reused: nothing of the last stream leaks into the next.
+        let mut trailing = compressed.clone();
+        trailing.extend_from_slice(b"garbage after the end, ignored as by zlib.decompress");
+        assert_eq!(unzlib(&trailing).unwrap(), json.as_bytes());
+        for cut in [0, 1, 2, compressed.len() / 2, compressed.len() - 1] {
+            assert_eq!(
+                unzlib(&compressed[..cut]),
+                Err(CookieError::BadPayload("not a zlib stream")),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(zlib_if_shorter(b"{}"), None, "two bytes cannot compress");
     }
 
     #[test]
