@@ -1,8 +1,11 @@
 //! The two ways of driving the `memcache` client off the actix worker threads.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use memcache::exp::{AsyncMetaClient, MetaClient, Operation};
+use memcache::exp::{AsyncMetaClient, MetaClient, MetaClientBuilder, Operation};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -28,8 +31,95 @@ pub enum ClientMode {
 /// The connected client, in either mode; clones share the pools.
 #[derive(Clone)]
 pub(crate) enum Client {
-    Async(AsyncMetaClient),
+    Async(Arc<AsyncClients>),
     Blocking(MetaClient),
+}
+
+/// The async clients of one backend: one per thread that runs a current-thread runtime (each
+/// actix-web worker runs one), and a shared one for everything else.
+///
+/// A tokio socket is driven by the reactor of the runtime that dialed it. With one pool shared
+/// by all workers, a connection dialed by one worker and taken by another is woken through the
+/// first worker's thread, which polls its reactor only when it is idle or between tasks, so
+/// every such reply waits for another thread. A client per worker keeps each socket on the
+/// thread that uses it, as the raw-call reference of the load benchmark does (the same cause
+/// and remedy as `satchel-redis`' per-thread connections).
+pub(crate) struct AsyncClients {
+    builder: MetaClientBuilder,
+    servers: Vec<String>,
+    shared: AsyncMetaClient,
+    /// Tells threads' [`ThreadClient`]s apart per backend.
+    id: u64,
+    alive: Arc<()>,
+}
+
+/// This thread's client of one backend ([`AsyncClients::id`]), built on first use.
+struct ThreadClient {
+    backend: u64,
+    /// Dead once the backend is dropped; its entry is then removed, closing its connections.
+    alive: Weak<()>,
+    client: AsyncMetaClient,
+}
+
+thread_local! {
+    static THREAD_CLIENTS: RefCell<Vec<ThreadClient>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_BACKEND_ID: AtomicU64 = AtomicU64::new(0);
+
+impl AsyncClients {
+    async fn connect(
+        builder: MetaClientBuilder,
+        servers: &[String],
+    ) -> Result<AsyncClients, Failure> {
+        let shared = builder.clone().connect_multiple_async(servers).await?;
+        Ok(AsyncClients {
+            builder,
+            servers: servers.to_vec(),
+            shared,
+            id: NEXT_BACKEND_ID.fetch_add(1, Ordering::Relaxed),
+            alive: Arc::new(()),
+        })
+    }
+
+    /// The client for an operation started on this thread: its own on a current-thread
+    /// runtime, built by its first operation (no dialing: connections open lazily), else the
+    /// shared one.
+    async fn client(&self) -> Result<AsyncMetaClient, Failure> {
+        let on_current_thread_runtime = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if !on_current_thread_runtime {
+            return Ok(self.shared.clone());
+        }
+        let own = |clients: &Vec<ThreadClient>| {
+            clients
+                .iter()
+                .find(|c| c.backend == self.id)
+                .map(|c| c.client.clone())
+        };
+        if let Some(client) = THREAD_CLIENTS.with_borrow(own) {
+            return Ok(client);
+        }
+        let client = self
+            .builder
+            .clone()
+            .connect_multiple_async(&self.servers)
+            .await?;
+        Ok(THREAD_CLIENTS.with_borrow_mut(|clients| {
+            // Another task on this thread may have built one meanwhile; keep the first.
+            if let Some(existing) = own(clients) {
+                return existing;
+            }
+            // Drop the clients of backends that are gone before adding one.
+            clients.retain(|c| c.alive.strong_count() > 0);
+            clients.push(ThreadClient {
+                backend: self.id,
+                alive: Arc::downgrade(&self.alive),
+                client: client.clone(),
+            });
+            client
+        }))
+    }
 }
 
 /// The pool and timeout settings both modes share.
@@ -53,9 +143,9 @@ impl Client {
             .max_idle(settings.connections_per_server)
             .max_connections(Some(settings.connections_per_server));
         match mode {
-            ClientMode::Async => Ok(Client::Async(
-                builder.connect_multiple_async(servers).await?,
-            )),
+            ClientMode::Async => Ok(Client::Async(Arc::new(
+                AsyncClients::connect(builder, servers).await?,
+            ))),
             ClientMode::Blocking => {
                 // The blocking client resolves host names as it is built.
                 let servers = servers.to_vec();
@@ -75,7 +165,7 @@ impl Client {
         O::Output: Send + 'static,
     {
         match self {
-            Client::Async(client) => Ok(client.run(operation).await?),
+            Client::Async(clients) => Ok(clients.client().await?.run(operation).await?),
             Client::Blocking(client) => {
                 let client = client.clone();
                 Ok(tokio::task::spawn_blocking(move || client.run(operation))
