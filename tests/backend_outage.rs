@@ -397,12 +397,12 @@ async fn sql_outage_under_load(server: &str, url: &str, default_port: u16) {
     let drop = || satchel_sql::sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}"));
     if let Some(pool) = sql.postgres_pool() {
         satchel_sql::sqlx::query(drop())
-            .execute(pool)
+            .execute(&pool)
             .await
             .unwrap();
     } else if let Some(pool) = sql.mysql_pool() {
         satchel_sql::sqlx::query(drop())
-            .execute(pool)
+            .execute(&pool)
             .await
             .unwrap();
     }

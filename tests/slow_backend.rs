@@ -234,7 +234,7 @@ async fn a_stalled_postgres_fails_requests_cleanly_and_recovers() {
     satchel_sql::sqlx::query(satchel_sql::sqlx::AssertSqlSafe(format!(
         "DROP TABLE IF EXISTS {table}"
     )))
-    .execute(pool)
+    .execute(&pool)
     .await
     .unwrap();
 }

@@ -277,7 +277,9 @@ pub struct SessionConfig {
     /// Default 600; 0 turns the periodic purge off.
     #[serde(rename = "SATCHEL_PURGE_INTERVAL", with = "seconds")]
     pub purge_interval: Duration,
-    /// `SATCHEL_POOL_SIZE` (Satchel's own): connections per pool. Default 16.
+    /// `SATCHEL_POOL_SIZE` (Satchel's own): connections per pool. Default 16. PostgreSQL,
+    /// MySQL/MariaDB and memcached keep a pool per thread running a current-thread runtime
+    /// (each actix-web worker), so a server sees up to this many per worker.
     #[serde(rename = "SATCHEL_POOL_SIZE")]
     pub pool_size: u32,
     /// `SATCHEL_CONNECT_TIMEOUT` (Satchel's own): seconds to wait for a connection. Default 5.

@@ -378,21 +378,24 @@ impl SqlBackend {
         }
     }
 
-    /// The PostgreSQL pool, for tests and tools that inspect the table.
+    /// The PostgreSQL pool this thread's operations use, for tests and tools that inspect the
+    /// table. On a current-thread runtime (an actix-web worker, `#[tokio::test]`) that is the
+    /// thread's own pool, else the shared one; a clone shares the connections.
     #[cfg(feature = "postgres")]
-    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+    pub fn postgres_pool(&self) -> Option<sqlx::PgPool> {
         match &self.inner.store {
-            Store::Postgres(s) => Some(s.pool()),
+            Store::Postgres(s) => Some(s.pool_for_this_thread()),
             #[allow(unreachable_patterns)]
             _ => None,
         }
     }
 
-    /// The MySQL/MariaDB pool, for tests and tools that inspect the table.
+    /// The MySQL/MariaDB pool this thread's operations use, as
+    /// [`postgres_pool`](Self::postgres_pool).
     #[cfg(feature = "mysql")]
-    pub fn mysql_pool(&self) -> Option<&sqlx::MySqlPool> {
+    pub fn mysql_pool(&self) -> Option<sqlx::MySqlPool> {
         match &self.inner.store {
-            Store::MySql(s) => Some(s.pool()),
+            Store::MySql(s) => Some(s.pool_for_this_thread()),
             #[allow(unreachable_patterns)]
             _ => None,
         }

@@ -26,6 +26,8 @@ fn url() -> String {
 /// A backend on a fresh table, dropped again when the test ends.
 struct TestTable {
     backend: SqlBackend,
+    /// The pool the backend's operations from this test's thread use.
+    pool: sqlx::MySqlPool,
     table: String,
 }
 
@@ -41,11 +43,16 @@ impl TestTable {
         let backend = SqlBackend::connect(&config)
             .await
             .expect("connect to MySQL/MariaDB");
-        TestTable { backend, table }
+        let pool = backend.mysql_pool().unwrap();
+        TestTable {
+            backend,
+            pool,
+            table,
+        }
     }
 
     fn pool(&self) -> &sqlx::MySqlPool {
-        self.backend.mysql_pool().unwrap()
+        &self.pool
     }
 }
 

@@ -182,13 +182,17 @@ impl MySqlStore {
             });
         }
         let connect_timeout = super::nonzero(config.connect_timeout);
-        let pool = tokio::time::timeout(connect_timeout, pool.connect_with(options))
-            .await
-            .map_err(|_| unreachable(NAME, &shown, None, connect_timeout))?
-            .map_err(|e| unreachable(NAME, &shown, Some(e), connect_timeout))?;
+        let pool_options = pool;
+        let pool = tokio::time::timeout(
+            connect_timeout,
+            pool_options.clone().connect_with(options.clone()),
+        )
+        .await
+        .map_err(|_| unreachable(NAME, &shown, None, connect_timeout))?
+        .map_err(|e| unreachable(NAME, &shown, Some(e), connect_timeout))?;
         let quoted = table.quoted('`');
         let mut store = MySqlStore {
-            pool: Pool::new(pool),
+            pool: Pool::per_thread(pool, pool_options, options),
             sql: Sql::new(&quoted),
             value_limit: None,
             limits,
@@ -546,6 +550,10 @@ impl MySqlStore {
 
     pub(crate) fn pool(&self) -> &MySqlPool {
         self.pool.sqlx()
+    }
+
+    pub(crate) fn pool_for_this_thread(&self) -> MySqlPool {
+        self.pool.for_this_thread()
     }
 }
 

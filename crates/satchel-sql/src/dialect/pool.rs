@@ -13,9 +13,20 @@
 //! sides (TLS, SCRAM: some 55 ms in a debug build), and when a starved machine opens a whole
 //! pool's worth at once, they share the CPU and all finish late, past the connect timeout, so
 //! none is ever opened.
+//!
+//! PostgreSQL and MySQL pools are kept per thread that runs a current-thread runtime (each
+//! actix-web worker runs one): a tokio socket is driven by the reactor of the runtime that
+//! dialed it, so with one pool shared by all workers a connection dialed by one worker and
+//! taken by another has every reply woken through the first worker's thread. The shared pool
+//! serves everything else (start-up, purging, multi-thread runtimes). `SATCHEL_POOL_SIZE` is
+//! then the size of each worker's pool. SQLite connections run on threads of their own, and
+//! an in-memory database exists once per pool, so SQLite keeps one shared pool.
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
@@ -30,8 +41,116 @@ const LOOK_AGAIN: Duration = Duration::from_millis(20);
 
 type Acquired<DB> = Result<PoolConnection<DB>, sqlx::Error>;
 
-/// A sqlx pool and the tasks that open its connections.
+/// The pools of one store: a shared one, and one per worker thread where that helps (see the
+/// module documentation).
 pub(crate) struct Pool<DB: sqlx::Database> {
+    shared: Arc<Lane<DB>>,
+    per_thread: Option<ThreadLanes<DB>>,
+}
+
+/// How to build a thread's own pool, and which of this thread's pools is this store's.
+struct ThreadLanes<DB: sqlx::Database> {
+    options: sqlx::pool::PoolOptions<DB>,
+    connect: <DB::Connection as sqlx::Connection>::Options,
+    id: u64,
+    alive: Arc<()>,
+}
+
+/// One thread's own pool of one store ([`ThreadLanes::id`]), built on first use.
+struct ThreadLane {
+    store: u64,
+    /// Dead once the store is dropped; its entry is then removed, closing its connections.
+    alive: Weak<()>,
+    /// An `Arc<Lane<DB>>`; one list holds every database's.
+    lane: Box<dyn Any>,
+}
+
+thread_local! {
+    static THREAD_LANES: RefCell<Vec<ThreadLane>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
+
+impl<DB: sqlx::Database> Pool<DB> {
+    /// One pool for every thread.
+    pub(crate) fn new(pool: sqlx::Pool<DB>) -> Pool<DB> {
+        Pool {
+            shared: Arc::new(Lane::new(pool)),
+            per_thread: None,
+        }
+    }
+
+    /// `pool` for start-up and multi-thread runtimes, and a pool built from `options` and
+    /// `connect` for each thread running a current-thread runtime, when it first needs one.
+    pub(crate) fn per_thread(
+        pool: sqlx::Pool<DB>,
+        options: sqlx::pool::PoolOptions<DB>,
+        connect: <DB::Connection as sqlx::Connection>::Options,
+    ) -> Pool<DB> {
+        Pool {
+            shared: Arc::new(Lane::new(pool)),
+            per_thread: Some(ThreadLanes {
+                options,
+                connect,
+                id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+                alive: Arc::new(()),
+            }),
+        }
+    }
+
+    /// The shared sqlx pool, for statements outside a request (schema checks, purging).
+    pub(crate) fn sqlx(&self) -> &sqlx::Pool<DB> {
+        &self.shared.pool
+    }
+
+    /// The sqlx pool this thread's requests use.
+    pub(crate) fn for_this_thread(&self) -> sqlx::Pool<DB> {
+        self.lane().pool.clone()
+    }
+
+    /// A connection from this thread's pool, waiting until `deadline` at most. Nothing has
+    /// been sent on it yet, so giving up is harmless.
+    pub(crate) async fn acquire_until(&self, deadline: Instant) -> Acquired<DB> {
+        self.lane().acquire_until(deadline).await
+    }
+
+    fn lane(&self) -> Arc<Lane<DB>> {
+        let Some(lanes) = &self.per_thread else {
+            return Arc::clone(&self.shared);
+        };
+        let on_current_thread_runtime = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if !on_current_thread_runtime {
+            return Arc::clone(&self.shared);
+        }
+        THREAD_LANES.with_borrow_mut(|thread_lanes| {
+            let own = thread_lanes
+                .iter()
+                .find(|l| l.store == lanes.id)
+                .and_then(|l| l.lane.downcast_ref::<Arc<Lane<DB>>>());
+            if let Some(lane) = own {
+                return Arc::clone(lane);
+            }
+            // Drop the pools of stores that are gone before adding one.
+            thread_lanes.retain(|l| l.alive.strong_count() > 0);
+            // Lazy: no connection is opened until a request needs one.
+            let pool = lanes
+                .options
+                .clone()
+                .connect_lazy_with(lanes.connect.clone());
+            let lane = Arc::new(Lane::new(pool));
+            thread_lanes.push(ThreadLane {
+                store: lanes.id,
+                alive: Arc::downgrade(&lanes.alive),
+                lane: Box::new(Arc::clone(&lane)),
+            });
+            lane
+        })
+    }
+}
+
+/// A sqlx pool and the tasks that open its connections.
+struct Lane<DB: sqlx::Database> {
     pool: sqlx::Pool<DB>,
     opener: Arc<Mutex<Opener<DB>>>,
 }
@@ -44,9 +163,9 @@ struct Opener<DB: sqlx::Database> {
     running: usize,
 }
 
-impl<DB: sqlx::Database> Pool<DB> {
-    pub(crate) fn new(pool: sqlx::Pool<DB>) -> Pool<DB> {
-        Pool {
+impl<DB: sqlx::Database> Lane<DB> {
+    fn new(pool: sqlx::Pool<DB>) -> Lane<DB> {
+        Lane {
             pool,
             opener: Arc::new(Mutex::new(Opener {
                 waiting: VecDeque::new(),
@@ -55,14 +174,7 @@ impl<DB: sqlx::Database> Pool<DB> {
         }
     }
 
-    /// The sqlx pool, for statements outside a request (schema checks, tests).
-    pub(crate) fn sqlx(&self) -> &sqlx::Pool<DB> {
-        &self.pool
-    }
-
-    /// A connection, waiting until `deadline` at most. Nothing has been sent on it yet, so
-    /// giving up is harmless.
-    pub(crate) async fn acquire_until(&self, deadline: Instant) -> Acquired<DB> {
+    async fn acquire_until(&self, deadline: Instant) -> Acquired<DB> {
         // The common case: an idle connection, taken without a task or a timer.
         if let Some(conn) = self.pool.try_acquire() {
             return Ok(conn);

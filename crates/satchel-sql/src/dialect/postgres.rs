@@ -116,14 +116,17 @@ impl PgStore {
             ]);
         }
         let connect_timeout = super::nonzero(config.connect_timeout);
-        let pool =
-            tokio::time::timeout(connect_timeout, pool_options(config).connect_with(options))
-                .await
-                .map_err(|_| unreachable(NAME, &shown, None, connect_timeout))?
-                .map_err(|e| unreachable(NAME, &shown, Some(e), connect_timeout))?;
+        let pool_options = pool_options(config);
+        let pool = tokio::time::timeout(
+            connect_timeout,
+            pool_options.clone().connect_with(options.clone()),
+        )
+        .await
+        .map_err(|_| unreachable(NAME, &shown, None, connect_timeout))?
+        .map_err(|e| unreachable(NAME, &shown, Some(e), connect_timeout))?;
         let quoted = table.quoted('"');
         let store = PgStore {
-            pool: Pool::new(pool),
+            pool: Pool::per_thread(pool, pool_options, options),
             sql: Sql::new(&quoted),
             limits,
         };
@@ -436,6 +439,10 @@ impl PgStore {
 
     pub(crate) fn pool(&self) -> &PgPool {
         self.pool.sqlx()
+    }
+
+    pub(crate) fn pool_for_this_thread(&self) -> PgPool {
+        self.pool.for_this_thread()
     }
 }
 

@@ -429,6 +429,11 @@ pub async fn requests_to_a_database_that_stays_down_fail_in_time_and_leave_nothi
             .await
             .expect("connect through the relay"),
     );
+    // In use before the outage: this thread's pool (and sqlx's maintenance task) exists.
+    backend
+        .load(&fresh_key())
+        .await
+        .expect("a load through the relay");
     relay.down();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let metrics = tokio::runtime::Handle::current().metrics();
