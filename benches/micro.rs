@@ -22,6 +22,11 @@
 //!   public entry point of its own) plus id validation, key building and a map look-up under
 //!   a mutex; `store` minus `codec` is roughly the bridge. `update` also times cloning the
 //!   state it consumes, which a real request does not do.
+//! - `zlib`: compressing the typical session's JSON with a new zlib compressor and with a reset
+//!   one (`SESSION_TYPE=cookie` tries to compress every session it writes, as Flask does).
+//! - `cookie_session`: Flask's own signed cookie session (`SESSION_TYPE=cookie`): `dumps`,
+//!   `loads` and `resign` of the cookie codec, and the `CookieStore`'s `load` and `update` as
+//!   actix-session calls them.
 //! - `flask_cookie`: itsdangerous' `Signer` (sign; unsign a valid and a tampered value), reading
 //!   the id out of a signed Flask-Session cookie value (`SESSION_USE_SIGNER`), writing the
 //!   `Set-Cookie` value of a permanent session (with its `Expires` date), and the signed inner
@@ -231,6 +236,33 @@ fn store(c: &mut Criterion) {
             )
         });
     }
+    group.finish();
+}
+
+/// Why `SESSION_TYPE=cookie` keeps one zlib compressor per thread: Flask tries to compress
+/// every session it writes, and what a fresh compressor costs beside a reset one, on the JSON
+/// of the typical session (python's `zlib.compress` settings, as `cookie_session.rs` uses).
+fn zlib(c: &mut Criterion) {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut group = c.benchmark_group("zlib");
+    let session: serde_json::Map<String, Json> = typical_entries().into_iter().collect();
+    let json = serde_json::to_vec(&session).expect("a JSON object");
+    let compress = |deflate: &mut Compress| {
+        let mut out = Vec::with_capacity(json.len());
+        deflate
+            .compress_vec(&json, &mut out, FlushCompress::Finish)
+            .map(|_| out)
+    };
+    group.bench_function("new_compressor", |b| {
+        b.iter(|| compress(&mut Compress::new(Compression::new(6), true)))
+    });
+    let mut reused = Compress::new(Compression::new(6), true);
+    group.bench_function("reset_compressor", |b| {
+        b.iter(|| {
+            reused.reset();
+            compress(&mut reused)
+        })
+    });
     group.finish();
 }
 
@@ -482,7 +514,7 @@ mod group {
     criterion::criterion_group! {
         name = micro;
         config = super::short();
-        targets = super::session_id, super::codec, super::store, super::cookie_session,
+        targets = super::session_id, super::codec, super::store, super::zlib, super::cookie_session,
             super::flask_cookie, super::request
     }
 }

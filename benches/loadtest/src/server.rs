@@ -89,13 +89,14 @@ fn satchel_config(target: Target, data_dir: &Path) -> anyhow::Result<SessionConf
     };
     settings.extend(match target {
         Target::SatchelMemory => vec![("SESSION_TYPE", "memory".to_owned())],
-        Target::RedisSatchel | Target::RedisSatchelActix => {
+        Target::RedisSatchel | Target::RedisSatchelNoRefresh | Target::RedisSatchelActix => {
             vec![
                 ("SESSION_TYPE", "redis".to_owned()),
                 ("SESSION_REDIS", redis_url()),
             ]
         }
         Target::MemcachedSatchel
+        | Target::MemcachedSatchelNoRefresh
         | Target::MemcachedSatchelAsync
         | Target::MemcachedSatchelBlocking => vec![
             ("SESSION_TYPE", "memcached".to_owned()),
@@ -111,7 +112,9 @@ fn satchel_config(target: Target, data_dir: &Path) -> anyhow::Result<SessionConf
         Target::SqliteSatchel | Target::SqliteSatchelNoRefresh => {
             sql(sqlite_url(data_dir, "satchel.sqlite3"))
         }
-        Target::CookieSatchel => vec![("SESSION_TYPE", "cookie".to_owned())],
+        Target::CookieSatchel | Target::CookieSatchelNoRefresh => {
+            vec![("SESSION_TYPE", "cookie".to_owned())]
+        }
         _ => anyhow::bail!("{} is not a Satchel target", target.name()),
     });
     if target.no_refresh() {
@@ -212,8 +215,10 @@ pub(crate) fn serve(
                     .route("/read/", web::get().to(constant))
             }),
             Target::RedisSatchel
+            | Target::RedisSatchelNoRefresh
             | Target::SatchelMemory
             | Target::MemcachedSatchel
+            | Target::MemcachedSatchelNoRefresh
             | Target::MongodbSatchel
             | Target::MongodbSatchelNoRefresh
             | Target::PostgresSatchel
@@ -222,7 +227,8 @@ pub(crate) fn serve(
             | Target::MysqlSatchelNoRefresh
             | Target::SqliteSatchel
             | Target::SqliteSatchelNoRefresh
-            | Target::CookieSatchel => {
+            | Target::CookieSatchel
+            | Target::CookieSatchelNoRefresh => {
                 let config = satchel_config(target, &data_dir)?;
                 let sessions = Satchel::from_config(config)
                     .await

@@ -8,11 +8,13 @@ pub(crate) enum Target {
     SatchelMemory,
     RedisRaw,
     RedisSatchel,
+    RedisSatchelNoRefresh,
     RedisSatchelActix,
     RedisActixSession,
     RedisActixSessionPerWorker,
     MemcachedRaw,
     MemcachedSatchel,
+    MemcachedSatchelNoRefresh,
     MemcachedSatchelAsync,
     MemcachedSatchelBlocking,
     MongodbRaw,
@@ -29,6 +31,7 @@ pub(crate) enum Target {
     SqliteSatchelNoRefresh,
     CookieActixSession,
     CookieSatchel,
+    CookieSatchelNoRefresh,
 }
 
 /// Targets measured against the same reference.
@@ -101,16 +104,18 @@ impl Workload {
 }
 
 impl Target {
-    pub(crate) const ALL: [Target; 25] = [
+    pub(crate) const ALL: [Target; 28] = [
         Target::Constant,
         Target::SatchelMemory,
         Target::RedisRaw,
         Target::RedisSatchel,
+        Target::RedisSatchelNoRefresh,
         Target::RedisSatchelActix,
         Target::RedisActixSession,
         Target::RedisActixSessionPerWorker,
         Target::MemcachedRaw,
         Target::MemcachedSatchel,
+        Target::MemcachedSatchelNoRefresh,
         Target::MemcachedSatchelAsync,
         Target::MemcachedSatchelBlocking,
         Target::MongodbRaw,
@@ -127,6 +132,7 @@ impl Target {
         Target::SqliteSatchelNoRefresh,
         Target::CookieActixSession,
         Target::CookieSatchel,
+        Target::CookieSatchelNoRefresh,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -135,11 +141,13 @@ impl Target {
             Target::SatchelMemory => "memory-satchel",
             Target::RedisRaw => "redis-raw",
             Target::RedisSatchel => "redis-satchel",
+            Target::RedisSatchelNoRefresh => "redis-satchel-norefresh",
             Target::RedisSatchelActix => "redis-satchel-actix",
             Target::RedisActixSession => "redis-actix-session",
             Target::RedisActixSessionPerWorker => "redis-actix-session-per-worker",
             Target::MemcachedRaw => "memcached-raw",
             Target::MemcachedSatchel => "memcached-satchel",
+            Target::MemcachedSatchelNoRefresh => "memcached-satchel-norefresh",
             Target::MemcachedSatchelAsync => "memcached-satchel-async",
             Target::MemcachedSatchelBlocking => "memcached-satchel-blocking",
             Target::MongodbRaw => "mongodb-raw",
@@ -156,6 +164,7 @@ impl Target {
             Target::SqliteSatchelNoRefresh => "sqlite-satchel-norefresh",
             Target::CookieActixSession => "cookie-actix-session",
             Target::CookieSatchel => "cookie-satchel",
+            Target::CookieSatchelNoRefresh => "cookie-satchel-norefresh",
         }
     }
 
@@ -200,7 +209,10 @@ impl Target {
             Target::MysqlSatchel => "Satchel, SESSION_TYPE=sqlalchemy (MariaDB), Flask cookie",
             Target::SqliteRaw => "bare handler, raw SELECT / SELECT+UPDATE, sqlx pool per worker",
             Target::SqliteSatchel => "Satchel, SESSION_TYPE=sqlalchemy (SQLite file), Flask cookie",
-            Target::MongodbSatchelNoRefresh
+            Target::RedisSatchelNoRefresh
+            | Target::MemcachedSatchelNoRefresh
+            | Target::CookieSatchelNoRefresh
+            | Target::MongodbSatchelNoRefresh
             | Target::PostgresSatchelNoRefresh
             | Target::MysqlSatchelNoRefresh
             | Target::SqliteSatchelNoRefresh => {
@@ -216,11 +228,13 @@ impl Target {
             Target::Constant | Target::SatchelMemory => Group::Floor,
             Target::RedisRaw
             | Target::RedisSatchel
+            | Target::RedisSatchelNoRefresh
             | Target::RedisSatchelActix
             | Target::RedisActixSession
             | Target::RedisActixSessionPerWorker => Group::Redis,
             Target::MemcachedRaw
             | Target::MemcachedSatchel
+            | Target::MemcachedSatchelNoRefresh
             | Target::MemcachedSatchelAsync
             | Target::MemcachedSatchelBlocking => Group::Memcached,
             Target::MongodbRaw | Target::MongodbSatchel | Target::MongodbSatchelNoRefresh => {
@@ -233,7 +247,9 @@ impl Target {
             Target::SqliteRaw | Target::SqliteSatchel | Target::SqliteSatchelNoRefresh => {
                 Group::Sqlite
             }
-            Target::CookieActixSession | Target::CookieSatchel => Group::Cookie,
+            Target::CookieActixSession | Target::CookieSatchel | Target::CookieSatchelNoRefresh => {
+                Group::Cookie
+            }
         }
     }
 
@@ -242,8 +258,10 @@ impl Target {
         self.name().contains("satchel")
     }
 
-    /// Satchel with `SESSION_REFRESH_EACH_REQUEST=false`, to show what extending the expiry on
-    /// every read costs where it is a write (SQL, MongoDB).
+    /// Satchel with `SESSION_REFRESH_EACH_REQUEST=false`, to show what Flask's refresh on every
+    /// read costs: a `Set-Cookie` on every response, and extending the expiry (one command with
+    /// the read on Redis and memcached, a write now and then on SQL and MongoDB). The raw
+    /// references and actix-session's stores do neither.
     pub(crate) fn no_refresh(self) -> bool {
         self.name().ends_with("-norefresh")
     }

@@ -100,11 +100,9 @@ impl AsyncClients {
         if let Some(client) = THREAD_CLIENTS.with_borrow(own) {
             return Ok(client);
         }
-        let client = self
-            .builder
-            .clone()
-            .connect_multiple_async(&self.servers)
-            .await?;
+        // Boxed, as it runs once per thread: resolving the addresses is a large future that
+        // would otherwise be part of every operation's future.
+        let client = Box::pin(self.builder.clone().connect_multiple_async(&self.servers)).await?;
         Ok(THREAD_CLIENTS.with_borrow_mut(|clients| {
             // Another task on this thread may have built one meanwhile; keep the first.
             if let Some(existing) = own(clients) {

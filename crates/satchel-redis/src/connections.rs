@@ -310,7 +310,10 @@ impl Connections {
         loop {
             let (mut conn, generation) = match slot.current() {
                 (Some(conn), generation) => (conn, generation),
-                (None, generation) => self.reconnect(slot, generation, op).await?,
+                // Boxed: opening a connection (Cluster, Sentinel) is a future of several KB,
+                // which would otherwise be part of every command's future and be copied with
+                // it on every request (actix-session boxes the whole request's future).
+                (None, generation) => Box::pin(self.reconnect(slot, generation, op)).await?,
             };
             let error =
                 match tokio::time::timeout(self.options.operation_timeout, conn.query(cmd)).await {

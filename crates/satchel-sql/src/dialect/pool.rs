@@ -179,6 +179,13 @@ impl<DB: sqlx::Database> Lane<DB> {
         if let Some(conn) = self.pool.try_acquire() {
             return Ok(conn);
         }
+        // Boxed: waiting in sqlx's queue is a future of several KB, which would otherwise be
+        // part of every statement's future and be copied with it on every request
+        // (actix-session boxes the whole request's future).
+        Box::pin(self.wait_or_open(deadline)).await
+    }
+
+    async fn wait_or_open(&self, deadline: Instant) -> Acquired<DB> {
         if !self.has_room() {
             return self.wait_in_line(deadline).await;
         }
