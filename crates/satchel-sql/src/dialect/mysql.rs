@@ -21,7 +21,7 @@ use time::PrimitiveDateTime;
 
 use super::{
     Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Pool, Setup, check_shape,
-    missing_table, pool_options, retry, setup_error, unreachable,
+    missing_table, pool_options, retry, setup_error,
 };
 use crate::error::redact_url;
 use crate::table::TableName;
@@ -182,17 +182,10 @@ impl MySqlStore {
             });
         }
         let connect_timeout = super::nonzero(config.connect_timeout);
-        let pool_options = pool;
-        let pool = tokio::time::timeout(
-            connect_timeout,
-            pool_options.clone().connect_with(options.clone()),
-        )
-        .await
-        .map_err(|_| unreachable(NAME, &shown, None, connect_timeout))?
-        .map_err(|e| unreachable(NAME, &shown, Some(e), connect_timeout))?;
+        let pool = Pool::connect_per_thread(NAME, &shown, pool, options, connect_timeout).await?;
         let quoted = table.quoted('`');
         let mut store = MySqlStore {
-            pool: Pool::per_thread(pool, pool_options, options),
+            pool,
             sql: Sql::new(&quoted),
             value_limit: None,
             limits,

@@ -98,6 +98,26 @@ impl<DB: sqlx::Database> Pool<DB> {
         }
     }
 
+    /// [`per_thread`](Self::per_thread), with the shared pool opened from `options` and
+    /// `connect` within `connect_timeout` (sqlx opens one connection to check the server); a
+    /// failure names the server as `shown` (password redacted).
+    pub(crate) async fn connect_per_thread(
+        backend: &'static str,
+        shown: &str,
+        options: sqlx::pool::PoolOptions<DB>,
+        connect: <DB::Connection as sqlx::Connection>::Options,
+        connect_timeout: Duration,
+    ) -> Result<Pool<DB>, satchel_core::ConfigError> {
+        let pool = tokio::time::timeout(
+            connect_timeout,
+            options.clone().connect_with(connect.clone()),
+        )
+        .await
+        .map_err(|_| super::unreachable(backend, shown, None, connect_timeout))?
+        .map_err(|e| super::unreachable(backend, shown, Some(e), connect_timeout))?;
+        Ok(Pool::per_thread(pool, options, connect))
+    }
+
     /// The shared sqlx pool, for statements outside a request (schema checks, purging).
     pub(crate) fn sqlx(&self) -> &sqlx::Pool<DB> {
         &self.shared.pool

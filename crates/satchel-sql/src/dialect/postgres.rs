@@ -16,7 +16,7 @@ use time::PrimitiveDateTime;
 
 use super::{
     Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Pool, Setup, check_shape,
-    missing_table, pool_options, retry, setup_error, unreachable,
+    missing_table, pool_options, retry, setup_error,
 };
 use crate::error::redact_url;
 use crate::table::TableName;
@@ -116,17 +116,12 @@ impl PgStore {
             ]);
         }
         let connect_timeout = super::nonzero(config.connect_timeout);
-        let pool_options = pool_options(config);
-        let pool = tokio::time::timeout(
-            connect_timeout,
-            pool_options.clone().connect_with(options.clone()),
-        )
-        .await
-        .map_err(|_| unreachable(NAME, &shown, None, connect_timeout))?
-        .map_err(|e| unreachable(NAME, &shown, Some(e), connect_timeout))?;
+        let pool =
+            Pool::connect_per_thread(NAME, &shown, pool_options(config), options, connect_timeout)
+                .await?;
         let quoted = table.quoted('"');
         let store = PgStore {
-            pool: Pool::per_thread(pool, pool_options, options),
+            pool,
             sql: Sql::new(&quoted),
             limits,
         };
