@@ -208,11 +208,11 @@ fn encode_payload(json: &[u8]) -> String {
 }
 
 thread_local! {
-    /// One zlib compressor per thread, reset before each use. Creating one allocates about
-    /// 270 KiB that the allocator hands back to the kernel when it is dropped, so a fresh one per
-    /// cookie cost page faults and system calls worth several times the compression itself
-    /// (`cookie-satchel` read-modify-write in `scripts/bench.sh`). A reset compressor writes
-    /// exactly what a new one would.
+    /// One zlib compressor per thread, reset before each use. Creating one allocates over
+    /// 256 KiB (zlib's window, hash chains and buffers), and a fresh one per cookie cut
+    /// `cookie-satchel`'s read-modify-write in `scripts/bench.sh` to less than half (most
+    /// likely page faults: that run spent as long in the kernel as in user space). A reset
+    /// compressor writes exactly what a new one would.
     static DEFLATE: RefCell<Compress> = RefCell::new(python_zlib_compressor());
 }
 
