@@ -233,13 +233,7 @@ fn zlib_if_shorter(data: &[u8]) -> Option<Vec<u8>> {
             _ => None,
         }
     };
-    DEFLATE
-        .try_with(|cell| match cell.try_borrow_mut() {
-            Ok(mut deflate) => compress(&mut deflate),
-            Err(_) => compress(&mut python_zlib_compressor()),
-        })
-        // The thread is exiting and its compressor is gone.
-        .unwrap_or_else(|_| compress(&mut python_zlib_compressor()))
+    with_reused(&DEFLATE, python_zlib_compressor, compress)
 }
 
 thread_local! {
@@ -276,12 +270,21 @@ fn unzlib(data: &[u8]) -> Result<Vec<u8>, CookieError> {
             }
         }
     };
-    INFLATE
-        .try_with(|cell| match cell.try_borrow_mut() {
-            Ok(mut decompress) => inflate(&mut decompress),
-            Err(_) => inflate(&mut Decompress::new(true)),
-        })
-        .unwrap_or_else(|_| inflate(&mut Decompress::new(true)))
+    with_reused(&INFLATE, || Decompress::new(true), inflate)
+}
+
+/// Runs `f` on this thread's `key`, or on a fresh value from `make` when that is not
+/// available (in use further up the stack, or gone because the thread is exiting).
+fn with_reused<T: 'static, R>(
+    key: &'static std::thread::LocalKey<RefCell<T>>,
+    make: impl Fn() -> T,
+    f: impl Fn(&mut T) -> R,
+) -> R {
+    key.try_with(|cell| match cell.try_borrow_mut() {
+        Ok(mut value) => f(&mut value),
+        Err(_) => f(&mut make()),
+    })
+    .unwrap_or_else(|_| f(&mut make()))
 }
 
 fn decode_payload(payload: &str) -> Result<Map<String, Json>, CookieError> {

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod memory;
+pub mod per_thread;
 pub mod pickle;
 pub mod session_id;
 #[cfg(feature = "testkit")]
@@ -21,5 +22,6 @@ pub use codec::{Codec, SerializationFormat, SessionData};
 pub use config::{LoadErrorPolicy, SameSite, Secret, SessionConfig, SessionType};
 pub use error::{BackendError, BoxError, CodecError, ConfigError, SessionTooLarge};
 pub use memory::MemoryBackend;
+pub use per_thread::PerThread;
 pub use rmpv;
 pub use session_id::{InvalidSessionId, SessionId};

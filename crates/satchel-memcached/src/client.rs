@@ -1,11 +1,10 @@
 //! The two ways of driving the `memcache` client off the actix worker threads.
 
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use memcache::exp::{AsyncMetaClient, MetaClient, MetaClientBuilder, Operation};
+use satchel_core::PerThread;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -35,37 +34,14 @@ pub(crate) enum Client {
     Blocking(MetaClient),
 }
 
-/// The async clients of one backend: one per thread that runs a current-thread runtime (each
-/// actix-web worker runs one), and a shared one for everything else.
-///
-/// A tokio socket is driven by the reactor of the runtime that dialed it. With one pool shared
-/// by all workers, a connection dialed by one worker and taken by another is woken through the
-/// first worker's thread, which polls its reactor only when it is idle or between tasks, so
-/// every such reply waits for another thread. A client per worker keeps each socket on the
-/// thread that uses it, as the raw-call reference of the load benchmark does (the same cause
-/// and remedy as `satchel-redis`' per-thread connections).
+/// The async clients of one backend: one per actix worker thread ([`PerThread`] says why), and
+/// a shared one for everything else.
 pub(crate) struct AsyncClients {
     builder: MetaClientBuilder,
     servers: Vec<String>,
     shared: AsyncMetaClient,
-    /// Tells threads' [`ThreadClient`]s apart per backend.
-    id: u64,
-    alive: Arc<()>,
+    per_thread: PerThread<AsyncMetaClient>,
 }
-
-/// This thread's client of one backend ([`AsyncClients::id`]), built on first use.
-struct ThreadClient {
-    backend: u64,
-    /// Dead once the backend is dropped; its entry is then removed, closing its connections.
-    alive: Weak<()>,
-    client: AsyncMetaClient,
-}
-
-thread_local! {
-    static THREAD_CLIENTS: RefCell<Vec<ThreadClient>> = const { RefCell::new(Vec::new()) };
-}
-
-static NEXT_BACKEND_ID: AtomicU64 = AtomicU64::new(0);
 
 impl AsyncClients {
     async fn connect(
@@ -77,8 +53,7 @@ impl AsyncClients {
             builder,
             servers: servers.to_vec(),
             shared,
-            id: NEXT_BACKEND_ID.fetch_add(1, Ordering::Relaxed),
-            alive: Arc::new(()),
+            per_thread: PerThread::new(),
         })
     }
 
@@ -86,37 +61,16 @@ impl AsyncClients {
     /// runtime, built by its first operation (no dialing: connections open lazily), else the
     /// shared one.
     async fn client(&self) -> Result<AsyncMetaClient, Failure> {
-        let on_current_thread_runtime = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
-        if !on_current_thread_runtime {
+        if !satchel_core::per_thread::on_current_thread_runtime() {
             return Ok(self.shared.clone());
         }
-        let own = |clients: &Vec<ThreadClient>| {
-            clients
-                .iter()
-                .find(|c| c.backend == self.id)
-                .map(|c| c.client.clone())
-        };
-        if let Some(client) = THREAD_CLIENTS.with_borrow(own) {
+        if let Some(client) = self.per_thread.get() {
             return Ok(client);
         }
         // Boxed, as it runs once per thread: resolving the addresses is a large future that
         // would otherwise be part of every operation's future.
         let client = Box::pin(self.builder.clone().connect_multiple_async(&self.servers)).await?;
-        Ok(THREAD_CLIENTS.with_borrow_mut(|clients| {
-            // Another task on this thread may have built one meanwhile; keep the first.
-            if let Some(existing) = own(clients) {
-                return existing;
-            }
-            // Drop the clients of backends that are gone before adding one.
-            clients.retain(|c| c.alive.strong_count() > 0);
-            clients.push(ThreadClient {
-                backend: self.id,
-                alive: Arc::downgrade(&self.alive),
-                client: client.clone(),
-            });
-            client
-        }))
+        Ok(self.per_thread.insert_if_absent(client))
     }
 }
 

@@ -8,9 +8,8 @@
 //! machine actix-session's `RedisSessionStore` built per worker served 1.40x the requests of
 //! the same store built in `main` (BENCHMARKS.md), and the same held for these connections.
 
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use deadpool_redis::redis::aio::MultiplexedConnection;
@@ -21,7 +20,7 @@ use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo,
     RedisError, RedisResult, ServerErrorKind,
 };
-use satchel_core::{BackendError, Operation};
+use satchel_core::{BackendError, Operation, PerThread};
 
 use crate::config::{ConnectOptions, RedisConfig};
 use crate::error::{ConnectError, ConnectFailure};
@@ -193,20 +192,6 @@ impl Slot {
     }
 }
 
-/// This thread's connection of one backend ([`Connections::id`]), opened on first use.
-struct ThreadSlot {
-    backend: u64,
-    /// Dead once the backend is dropped; its entry is then removed, closing the connection.
-    alive: Weak<()>,
-    slot: Arc<Slot>,
-}
-
-thread_local! {
-    static THREAD_SLOTS: RefCell<Vec<ThreadSlot>> = const { RefCell::new(Vec::new()) };
-}
-
-static NEXT_BACKEND_ID: AtomicU64 = AtomicU64::new(0);
-
 /// The connections of one backend.
 pub(crate) struct Connections {
     factory: Factory,
@@ -214,9 +199,8 @@ pub(crate) struct Connections {
     /// check the server at start-up.
     slots: Box<[Arc<Slot>]>,
     next: AtomicUsize,
-    /// Tells threads' [`ThreadSlot`]s apart per backend.
-    id: u64,
-    alive: Arc<()>,
+    /// Each actix worker thread's own connection.
+    per_thread: PerThread<Arc<Slot>>,
     options: ConnectOptions,
     /// Where the connections go, password redacted, for errors.
     address: String,
@@ -252,8 +236,7 @@ impl Connections {
                 .map(|c| Arc::new(Slot::new(Some(c))))
                 .collect(),
             next: AtomicUsize::new(0),
-            id: NEXT_BACKEND_ID.fetch_add(1, Ordering::Relaxed),
-            alive: Arc::new(()),
+            per_thread: PerThread::new(),
             options,
             address,
         })
@@ -270,27 +253,12 @@ impl Connections {
     /// The connection slot for a command sent from this thread: its own on a current-thread
     /// runtime, else the next shared one (round robin).
     fn slot(&self) -> Arc<Slot> {
-        let on_current_thread_runtime = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
-        if !on_current_thread_runtime {
-            return Arc::clone(
-                &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()],
-            );
-        }
-        THREAD_SLOTS.with_borrow_mut(|slots| {
-            if let Some(own) = slots.iter().find(|s| s.backend == self.id) {
-                return Arc::clone(&own.slot);
-            }
-            // Drop the connections of backends that are gone before adding one.
-            slots.retain(|s| s.alive.strong_count() > 0);
-            let slot = Arc::new(Slot::new(None));
-            slots.push(ThreadSlot {
-                backend: self.id,
-                alive: Arc::downgrade(&self.alive),
-                slot: Arc::clone(&slot),
-            });
-            slot
-        })
+        self.per_thread
+            .get_or_init(|| Arc::new(Slot::new(None)))
+            .unwrap_or_else(|| {
+                let next = self.next.fetch_add(1, Ordering::Relaxed);
+                Arc::clone(&self.slots[next % self.slots.len()])
+            })
     }
 
     /// Sends one command on this thread's connection (see [`Connections::slot`]) and returns

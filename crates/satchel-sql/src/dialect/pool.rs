@@ -14,21 +14,17 @@
 //! pool's worth at once, they share the CPU and all finish late, past the connect timeout, so
 //! none is ever opened.
 //!
-//! PostgreSQL and MySQL pools are kept per thread that runs a current-thread runtime (each
-//! actix-web worker runs one): a tokio socket is driven by the reactor of the runtime that
-//! dialed it, so with one pool shared by all workers a connection dialed by one worker and
-//! taken by another has every reply woken through the first worker's thread. The shared pool
+//! PostgreSQL and MySQL pools are kept per actix worker thread ([`PerThread`] says why). The
+//! shared pool
 //! serves everything else (start-up, purging, multi-thread runtimes). `SATCHEL_POOL_SIZE` is
 //! then the size of each worker's pool. SQLite connections run on threads of their own, and
 //! an in-memory database exists once per pool, so SQLite keeps one shared pool.
 
-use std::any::Any;
-use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use satchel_core::PerThread;
 use sqlx::pool::PoolConnection;
 use tokio::sync::oneshot;
 
@@ -48,28 +44,12 @@ pub(crate) struct Pool<DB: sqlx::Database> {
     per_thread: Option<ThreadLanes<DB>>,
 }
 
-/// How to build a thread's own pool, and which of this thread's pools is this store's.
+/// How to build a thread's own pool, and each thread's.
 struct ThreadLanes<DB: sqlx::Database> {
     options: sqlx::pool::PoolOptions<DB>,
     connect: <DB::Connection as sqlx::Connection>::Options,
-    id: u64,
-    alive: Arc<()>,
+    lanes: PerThread<Arc<Lane<DB>>>,
 }
-
-/// One thread's own pool of one store ([`ThreadLanes::id`]), built on first use.
-struct ThreadLane {
-    store: u64,
-    /// Dead once the store is dropped; its entry is then removed, closing its connections.
-    alive: Weak<()>,
-    /// An `Arc<Lane<DB>>`; one list holds every database's.
-    lane: Box<dyn Any>,
-}
-
-thread_local! {
-    static THREAD_LANES: RefCell<Vec<ThreadLane>> = const { RefCell::new(Vec::new()) };
-}
-
-static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
 
 impl<DB: sqlx::Database> Pool<DB> {
     /// One pool for every thread.
@@ -92,8 +72,7 @@ impl<DB: sqlx::Database> Pool<DB> {
             per_thread: Some(ThreadLanes {
                 options,
                 connect,
-                id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
-                alive: Arc::new(()),
+                lanes: PerThread::new(),
             }),
         }
     }
@@ -135,37 +114,20 @@ impl<DB: sqlx::Database> Pool<DB> {
     }
 
     fn lane(&self) -> Arc<Lane<DB>> {
-        let Some(lanes) = &self.per_thread else {
+        let Some(per_thread) = &self.per_thread else {
             return Arc::clone(&self.shared);
         };
-        let on_current_thread_runtime = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
-        if !on_current_thread_runtime {
-            return Arc::clone(&self.shared);
-        }
-        THREAD_LANES.with_borrow_mut(|thread_lanes| {
-            let own = thread_lanes
-                .iter()
-                .find(|l| l.store == lanes.id)
-                .and_then(|l| l.lane.downcast_ref::<Arc<Lane<DB>>>());
-            if let Some(lane) = own {
-                return Arc::clone(lane);
-            }
-            // Drop the pools of stores that are gone before adding one.
-            thread_lanes.retain(|l| l.alive.strong_count() > 0);
-            // Lazy: no connection is opened until a request needs one.
-            let pool = lanes
-                .options
-                .clone()
-                .connect_lazy_with(lanes.connect.clone());
-            let lane = Arc::new(Lane::new(pool));
-            thread_lanes.push(ThreadLane {
-                store: lanes.id,
-                alive: Arc::downgrade(&lanes.alive),
-                lane: Box::new(Arc::clone(&lane)),
-            });
-            lane
-        })
+        per_thread
+            .lanes
+            .get_or_init(|| {
+                // Lazy: no connection is opened until a request needs one.
+                let pool = per_thread
+                    .options
+                    .clone()
+                    .connect_lazy_with(per_thread.connect.clone());
+                Arc::new(Lane::new(pool))
+            })
+            .unwrap_or_else(|| Arc::clone(&self.shared))
     }
 }
 
