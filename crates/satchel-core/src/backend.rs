@@ -72,6 +72,11 @@ pub trait Backend: Send + Sync + 'static {
     /// The default takes two round trips (`touch`, then `store`); backends override it with
     /// one conditional write where they can (Redis `SET … XX`, memcached `replace`, SQL
     /// `UPDATE … WHERE expiry > now`).
+    ///
+    /// The SQL backend coalesces the expiry here as [`load_and_touch`](Backend::load_and_touch)
+    /// does: a stored expiry at most [`touch_granularity`]`(ttl)` short of `now + ttl` is kept,
+    /// so the write changes no indexed column (on PostgreSQL that makes it an in-place HOT
+    /// update); any other stored expiry, shorter or longer, becomes `now + ttl`.
     fn replace(
         &self,
         key: &str,

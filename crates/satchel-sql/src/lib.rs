@@ -49,8 +49,15 @@
 //!
 //! One statement per operation where the database allows: reads filter out expired rows
 //! (`expiry > now`, with `now` computed here in UTC like Flask's `utcnow()`); `store` is an
-//! atomic upsert; `replace` is one `UPDATE … WHERE expiry > now`; `insert` takes over an *expired* row with the same id and reports a *live*
-//! one as a collision.
+//! atomic upsert; `replace` is one `UPDATE … WHERE expiry > now`; `insert` takes over an
+//! *expired* row with the same id and reports a *live* one as a collision.
+//!
+//! `replace` (saving a changed session) keeps a stored expiry that is at most the
+//! [`touch_granularity`](satchel_core::touch_granularity) short of `now + lifetime`, in the same
+//! statement (`expiry = CASE WHEN … THEN expiry ELSE now + lifetime END`). The table has an index
+//! on `expiry` for purging; an `UPDATE` that changes an indexed column must add an entry to every
+//! index of the table, and on PostgreSQL it also cannot be a HOT (in-place) update. Keeping the
+//! expiry lets the database leave the indexes alone. BENCHMARKS.md has the measurement.
 //! On PostgreSQL and MySQL `store` first tries a plain `UPDATE` and only then upserts, because
 //! every upsert draws a value from `id`'s sequence even when it updates, and Flask's 32-bit
 //! `id` would run out after some two billion saves.
@@ -577,10 +584,13 @@ impl Backend for SqlBackend {
         }
         inner.check_value(value)?;
         let (now, until) = expiry(ttl);
+        let stale_before = dialect::stale_before(until, ttl);
         let budget = inner.budget();
         inner
             .run(Operation::Replace, &budget, async {
-                on_store!(&inner.store, s => s.replace(&budget, key, value, now, until).await)
+                on_store!(&inner.store, s => {
+                    s.replace(&budget, key, value, now, until, stale_before).await
+                })
             })
             .await
     }

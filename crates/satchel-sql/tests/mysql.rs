@@ -644,3 +644,17 @@ fn load_and_touch_never_shortens_an_expiry_nor_revives_a_row() {
             .await;
     });
 }
+
+#[test]
+fn replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one() {
+    if skipped(SKIP) {
+        return;
+    }
+    run(async {
+        let t = TestTable::new().await;
+        common::replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one(&t.backend, |key| {
+            expiry_of(&t, key)
+        })
+        .await;
+    });
+}

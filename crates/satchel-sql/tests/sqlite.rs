@@ -568,3 +568,18 @@ fn load_and_touch_never_shortens_an_expiry_nor_revives_a_row() {
         .await;
     });
 }
+
+#[test]
+fn replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = String::new();
+        let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
+            .await
+            .unwrap();
+        common::replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one(&backend, |key| {
+            expiry_of(&backend, &table, key)
+        })
+        .await;
+    });
+}

@@ -68,8 +68,13 @@ impl Sql {
                  ON DUPLICATE KEY UPDATE data = VALUES(data), expiry = VALUES(expiry)"
             )
             .into(),
+            // Keeps a stored expiry that is at most the touch granularity short of the new one
+            // (touch coalescing), so InnoDB leaves the expiry index alone. MySQL evaluates the
+            // assignments left to right, and `expiry` in its own assignment is the stored value.
             replace: format!(
-                "UPDATE {t} SET data = ?, expiry = ? WHERE session_id = ? AND expiry > ?"
+                "UPDATE {t} SET data = ?, \
+                 expiry = CASE WHEN expiry > ? AND expiry <= ? THEN expiry ELSE ? END \
+                 WHERE session_id = ? AND expiry > ?"
             )
             .into(),
             touch: format!("UPDATE {t} SET expiry = ? WHERE session_id = ? AND expiry > ?").into(),
@@ -453,10 +458,13 @@ impl MySqlStore {
         value: &[u8],
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
+        stale_before: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
         let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
                 .bind(value)
+                .bind(stale_before)
+                .bind(expiry)
                 .bind(expiry)
                 .bind(key)
                 .bind(now)

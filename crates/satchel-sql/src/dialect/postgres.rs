@@ -65,8 +65,13 @@ impl Sql {
                  expiry = EXCLUDED.expiry"
             )
             .into(),
+            // Keeps a stored expiry that is at most the touch granularity short of the new one
+            // (touch coalescing): then no indexed column changes, so PostgreSQL can update the
+            // row in place (a HOT update) instead of adding entries to every index.
             replace: format!(
-                "UPDATE {t} SET data = $1, expiry = $2 WHERE session_id = $3 AND expiry > $4"
+                "UPDATE {t} SET data = $1, \
+                 expiry = CASE WHEN expiry > $5 AND expiry <= $2 THEN expiry ELSE $2 END \
+                 WHERE session_id = $3 AND expiry > $4"
             )
             .into(),
             touch: format!("UPDATE {t} SET expiry = $1 WHERE session_id = $2 AND expiry > $3")
@@ -346,6 +351,7 @@ impl PgStore {
         value: &[u8],
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
+        stale_before: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
         let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
@@ -353,6 +359,7 @@ impl PgStore {
                 .bind(expiry)
                 .bind(key)
                 .bind(now)
+                .bind(stale_before)
                 .execute(&mut *conn)
                 .await
         })

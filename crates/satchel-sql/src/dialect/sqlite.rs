@@ -91,8 +91,12 @@ impl Sql {
                  expiry = excluded.expiry"
             )
             .into(),
+            // Keeps a stored expiry that is at most the touch granularity short of the new one
+            // (touch coalescing), so the expiry index is left alone.
             replace: format!(
-                "UPDATE {t} SET data = ?1, expiry = ?2 WHERE session_id = ?3 AND expiry > ?4"
+                "UPDATE {t} SET data = ?1, \
+                 expiry = CASE WHEN expiry > ?5 AND expiry <= ?2 THEN expiry ELSE ?2 END \
+                 WHERE session_id = ?3 AND expiry > ?4"
             )
             .into(),
             touch: format!("UPDATE {t} SET expiry = ?1 WHERE session_id = ?2 AND expiry > ?3")
@@ -361,14 +365,16 @@ impl SqliteStore {
         value: &[u8],
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
+        stale_before: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        let (now, expiry) = (&text(now), &text(expiry));
+        let (now, expiry, stale_before) = (&text(now), &text(expiry), &text(stale_before));
         let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
                 .bind(value)
                 .bind(expiry)
                 .bind(key)
                 .bind(now)
+                .bind(stale_before)
                 .execute(&mut *conn)
                 .await
         })

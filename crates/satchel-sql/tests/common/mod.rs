@@ -594,3 +594,71 @@ where
     assert_eq!(expiry_of(expired.clone()).await, Some(stored), "revived");
     assert_eq!(backend.load(&expired).await.expect("load"), None);
 }
+
+/// Touch coalescing on writes: a `replace` within the granularity of the stored expiry writes
+/// the new value and keeps the expiry, so the expiry index is not touched; once the
+/// granularity has passed it writes `now + ttl`; and a shorter lifetime than the stored one is
+/// written, not kept.
+pub async fn replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one<F, Fut>(
+    backend: &SqlBackend,
+    expiry_of: F,
+) where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Option<time::PrimitiveDateTime>>,
+{
+    let key = fresh_key();
+    backend.store(&key, b"v1", SLIDING).await.expect("store");
+    let stored = expiry_of(key.clone()).await.expect("the row is there");
+    assert!(
+        backend
+            .replace(&key, b"v2", SLIDING)
+            .await
+            .expect("replace"),
+        "a live row was not replaced"
+    );
+    assert_eq!(
+        backend.load(&key).await.expect("load"),
+        Some(b"v2".to_vec())
+    );
+    assert_eq!(
+        expiry_of(key.clone()).await,
+        Some(stored),
+        "the expiry was written within the granularity"
+    );
+
+    // The granularity of SLIDING is 1 s.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = utc_now();
+    assert!(
+        backend
+            .replace(&key, b"v3", SLIDING)
+            .await
+            .expect("replace")
+    );
+    let after = utc_now();
+    let slid = expiry_of(key.clone()).await.expect("the row is there");
+    assert!(
+        slid >= before + SLIDING && slid <= after + SLIDING,
+        "{slid} is not now + ttl ({before} .. {after} + {SLIDING:?})"
+    );
+    assert_eq!(
+        backend.load(&key).await.expect("load"),
+        Some(b"v3".to_vec())
+    );
+
+    let longer = fresh_key();
+    backend.store(&longer, b"v1", LONG).await.expect("store");
+    let before = utc_now();
+    assert!(
+        backend
+            .replace(&longer, b"v2", SLIDING)
+            .await
+            .expect("replace")
+    );
+    let after = utc_now();
+    let shortened = expiry_of(longer).await.expect("the row is there");
+    assert!(
+        shortened >= before + SLIDING && shortened <= after + SLIDING,
+        "a longer stored expiry was kept: {shortened}, not now + ttl ({before} .. {after} + {SLIDING:?})"
+    );
+}
