@@ -21,7 +21,7 @@ use sqlx::{MySqlPool, PgPool, SqlitePool};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::server::{
-    MONGODB_DB, memcached_server, mongodb_url, mysql_url, postgres_url, redis_url,
+    MONGODB_DB, memcached_server, mongodb_url, mysql_url, pool_per_worker, postgres_url, redis_url,
 };
 
 /// What Satchel stores for a logged-in session with a few visits, in msgpack: the same size.
@@ -29,10 +29,6 @@ const SESSION_VALUE: &[u8] = b"\x83\xaa_permanent\xc3\xa8username\xa6user-7\xa6v
 
 /// Flask's default `PERMANENT_SESSION_LIFETIME`, 31 days.
 const LIFETIME: Duration = Duration::from_secs(31 * 24 * 3600);
-
-/// Connections per worker for the pooled drivers: two workers share Satchel's default
-/// `SATCHEL_POOL_SIZE` of 16.
-const POOL_PER_WORKER: u32 = 8;
 
 const TABLE: &str = "bench_raw_sessions";
 
@@ -164,7 +160,7 @@ pub(crate) struct MemcachedRaw(AsyncMetaClient);
 
 impl MemcachedRaw {
     pub(crate) async fn connect() -> anyhow::Result<MemcachedRaw> {
-        let pool = POOL_PER_WORKER as usize;
+        let pool = pool_per_worker() as usize;
         let client = AsyncMetaClient::builder()
             .max_idle(pool)
             .max_connections(Some(pool))
@@ -220,7 +216,7 @@ impl MongodbRaw {
 
     pub(crate) async fn connect() -> anyhow::Result<MongodbRaw> {
         let mut options = mongodb::options::ClientOptions::parse(mongodb_url()).await?;
-        options.max_pool_size = Some(POOL_PER_WORKER);
+        options.max_pool_size = Some(pool_per_worker());
         let client = mongodb::Client::with_options(options)?;
         Ok(MongodbRaw(
             client.database(MONGODB_DB).collection(MONGODB_COLLECTION),
@@ -311,7 +307,7 @@ impl PostgresRaw {
 
     pub(crate) async fn connect() -> anyhow::Result<PostgresRaw> {
         let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(POOL_PER_WORKER)
+            .max_connections(pool_per_worker())
             .test_before_acquire(false)
             .connect(&postgres_url())
             .await?;
@@ -371,7 +367,7 @@ impl MysqlRaw {
 
     pub(crate) async fn connect() -> anyhow::Result<MysqlRaw> {
         let pool = sqlx::mysql::MySqlPoolOptions::new()
-            .max_connections(POOL_PER_WORKER)
+            .max_connections(pool_per_worker())
             .test_before_acquire(false)
             .connect(&mysql_url())
             .await?;
@@ -435,7 +431,7 @@ impl SqliteRaw {
             .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(POOL_PER_WORKER)
+            .max_connections(pool_per_worker())
             .test_before_acquire(false)
             .connect_with(options)
             .await?;

@@ -72,6 +72,17 @@ pub(crate) fn sqlite_url(data_dir: &Path, file: &str) -> String {
     format!("sqlite://{}", data_dir.join(file).display())
 }
 
+/// Connections per pool: `SATCHEL_POOL_SIZE` from the environment, else Satchel's default. The
+/// raw references open this many per worker, as Satchel does for PostgreSQL, MySQL and
+/// memcached, so both sides of a comparison hold the same number of connections.
+pub(crate) fn pool_per_worker() -> u32 {
+    std::env::var("SATCHEL_POOL_SIZE")
+        .ok()
+        .and_then(|size| size.parse().ok())
+        .filter(|size| *size > 0)
+        .unwrap_or(SessionConfig::default().pool_size)
+}
+
 /// Database, collection and table names the benchmark writes to, apart from the tests'.
 pub(crate) const MONGODB_DB: &str = "satchel_bench";
 pub(crate) const SATCHEL_TABLE: &str = "bench_sessions";
@@ -79,7 +90,10 @@ pub(crate) const SATCHEL_TABLE: &str = "bench_sessions";
 /// The Flask-named settings of one Satchel target, with every other setting at its default
 /// (permanent sessions, refreshed on every request, msgpack).
 fn satchel_config(target: Target, data_dir: &Path) -> anyhow::Result<SessionConfig> {
-    let mut settings: Vec<(&str, String)> = vec![("SECRET_KEY", SECRET_KEY.into())];
+    let mut settings: Vec<(&str, String)> = vec![
+        ("SECRET_KEY", SECRET_KEY.into()),
+        ("SATCHEL_POOL_SIZE", pool_per_worker().to_string()),
+    ];
     let sql = |url: String| {
         vec![
             ("SESSION_TYPE", "sqlalchemy".to_owned()),
