@@ -46,9 +46,13 @@ enum Factory {
 
 impl Factory {
     fn new(config: &RedisConfig, options: &ConnectOptions) -> RedisResult<Factory> {
+        // No response timeout inside redis-rs (its default is 500 ms): `Connections::query`
+        // bounds each command by the operation timeout itself, including the wait to enter the
+        // connection's pipeline, and a second timer would be registered and cancelled on every
+        // command for nothing (the native profile in BENCHMARKS.md shows both).
         let connection_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.operation_timeout));
+            .set_response_timeout(None);
         Ok(match config {
             RedisConfig::Standalone(c) => {
                 let info = match (&c.url, &c.connection) {
