@@ -2,9 +2,10 @@
 //!
 //! Each keeps its session as one opaque value of the size Satchel stores (a msgpack map with
 //! `_permanent`, `username` and `visits`) under `session:<id>`, the id in a plain cookie. A read
-//! is one lookup of a live entry; a read-modify-write is that lookup and a write of the value
-//! with a fresh expiry. Each worker has its own client (a multiplexed connection, a small pool),
-//! built on the worker's runtime: the practical limit of each driver.
+//! is one lookup of a live entry; a read-modify-write is that lookup and a write of the value,
+//! its visit counter one higher, with a fresh expiry. Each worker has its own client (a
+//! multiplexed connection, a small pool), built on the worker's runtime: the practical limit of
+//! each driver.
 
 use std::time::Duration;
 
@@ -107,13 +108,29 @@ async fn read_modify_write<S: RawStore>(request: HttpRequest, store: web::Data<S
         return HttpResponse::Unauthorized().finish();
     };
     match store.get(&key).await {
-        Ok(Some(value)) => match store.update(&key, &value).await {
+        Ok(Some(mut value)) => match store.update(&key, count_visit(&mut value)).await {
             Ok(()) => HttpResponse::Ok().body("ok"),
             Err(e) => failed(e),
         },
         Ok(None) => HttpResponse::Unauthorized().finish(),
         Err(e) => failed(e),
     }
+}
+
+/// Adds one to the visit counter at the end of a stored value (the msgpack `uint 16` that
+/// [`SESSION_VALUE`] ends with, wrapping), as Satchel's read-modify-write changes `visits`.
+///
+/// Writing back the bytes just read would let a database skip the write: MariaDB changes no row
+/// whose new values equal the old ones (and its `DATETIME` expiry moves once a second), and
+/// MongoDB reports such an update as not modified. The reference must write as Satchel does.
+fn count_visit(value: &mut [u8]) -> &[u8] {
+    if let [.., 0xcd, high, low] = value {
+        let [next_high, next_low] = u16::from_be_bytes([*high, *low])
+            .wrapping_add(1)
+            .to_be_bytes();
+        (*high, *low) = (next_high, next_low);
+    }
+    value
 }
 
 // ---------------------------------------------------------------- Redis
@@ -470,5 +487,23 @@ impl RawStore for SqliteRaw {
         .execute(&self.0)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_visit_changes_the_stored_value_and_keeps_it_msgpack() {
+        let mut value = SESSION_VALUE.to_vec();
+        assert_eq!(
+            count_visit(&mut value),
+            b"\x83\xaa_permanent\xc3\xa8username\xa6user-7\xa6visits\xcd\x01\x01"
+        );
+        let mut wrapped = b"\xcd\xff\xff".to_vec();
+        assert_eq!(count_visit(&mut wrapped), b"\xcd\x00\x00");
+        let mut other = b"\x80".to_vec();
+        assert_eq!(count_visit(&mut other), b"\x80");
     }
 }
