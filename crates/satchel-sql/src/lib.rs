@@ -540,13 +540,15 @@ impl Backend for SqlBackend {
             return Ok(None);
         }
         let (now, until) = expiry(ttl);
-        let stale_before = dialect::stale_before(until, ttl);
+        let slide = dialect::Slide {
+            now,
+            until,
+            stale_before: dialect::stale_before(until, ttl),
+        };
         let budget = inner.budget();
         inner
             .run(Operation::LoadAndTouch, &budget, async {
-                on_store!(&inner.store, s => {
-                    s.load_and_touch(&budget, key, now, until, stale_before).await
-                })
+                on_store!(&inner.store, s => s.load_and_touch(&budget, key, slide).await)
             })
             .await
     }

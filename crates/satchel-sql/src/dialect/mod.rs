@@ -2,10 +2,12 @@
 //! and the retry of transient failures. Each dialect's statements live in its own module.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use satchel_core::{ConfigError, SessionConfig};
+use sqlx::AssertSqlSafe;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::table::TableName;
@@ -290,6 +292,62 @@ where
             ok => return ok,
         }
     }
+}
+
+/// The moments one coalesced read compares and writes (see [`load_and_touch`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Slide {
+    /// Rows whose expiry is not after this are expired.
+    pub(crate) now: PrimitiveDateTime,
+    /// The expiry to write: `now + ttl`.
+    pub(crate) until: PrimitiveDateTime,
+    /// A stored expiry older than this is written anew ([`stale_before`]).
+    pub(crate) stale_before: PrimitiveDateTime,
+}
+
+/// Touch coalescing for the dialects whose driver binds [`PrimitiveDateTime`] itself
+/// (PostgreSQL and MySQL/MariaDB; SQLite stores text and has its own): a plain read of the value
+/// and its expiry with `load_with_expiry` (`session_id`, `now`), then, only when the stored
+/// expiry is older than `stale_before`, `slide_expiry` (`until`, `session_id`, the expiry just
+/// read, `now`), which changes the row only while it is live with that expiry or an older one.
+pub(crate) async fn load_and_touch<DB>(
+    pool: &Pool<DB>,
+    budget: &Budget,
+    (load_with_expiry, slide_expiry): (&Arc<str>, &Arc<str>),
+    key: &str,
+    slide: Slide,
+) -> Result<Option<Vec<u8>>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> PrimitiveDateTime: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (Option<Vec<u8>>, PrimitiveDateTime): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    retry(budget, pool, |mut conn| async move {
+        let row: Option<(Option<Vec<u8>>, PrimitiveDateTime)> =
+            sqlx::query_as(AssertSqlSafe(Arc::clone(load_with_expiry)))
+                .bind(key)
+                .bind(slide.now)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some((data, stored)) = row else {
+            return Ok(None);
+        };
+        if stored < slide.stale_before {
+            budget.sending();
+            sqlx::query(AssertSqlSafe(Arc::clone(slide_expiry)))
+                .bind(slide.until)
+                .bind(key)
+                .bind(stored)
+                .bind(slide.now)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(data)
+    })
+    .await
 }
 
 /// How long the database itself may take, derived from `SATCHEL_OPERATION_TIMEOUT` so that the

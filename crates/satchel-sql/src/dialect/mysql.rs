@@ -20,7 +20,7 @@ use sqlx::{AssertSqlSafe, Row};
 use time::PrimitiveDateTime;
 
 use super::{
-    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Pool, Setup, check_shape,
+    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Pool, Setup, Slide, check_shape,
     missing_table, pool_options, retry, setup_error,
 };
 use crate::error::redact_url;
@@ -358,32 +358,15 @@ impl MySqlStore {
         &self,
         budget: &Budget,
         key: &str,
-        now: PrimitiveDateTime,
-        expiry: PrimitiveDateTime,
-        stale_before: PrimitiveDateTime,
+        slide: Slide,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        retry(budget, &self.pool, |mut conn| async move {
-            let row: Option<(Option<Vec<u8>>, PrimitiveDateTime)> =
-                sqlx::query_as(AssertSqlSafe(Arc::clone(&self.sql.load_with_expiry)))
-                    .bind(key)
-                    .bind(now)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            let Some((data, stored)) = row else {
-                return Ok(None);
-            };
-            if stored < stale_before {
-                budget.sending();
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.slide_expiry)))
-                    .bind(expiry)
-                    .bind(key)
-                    .bind(stored)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Ok(data)
-        })
+        super::load_and_touch(
+            &self.pool,
+            budget,
+            (&self.sql.load_with_expiry, &self.sql.slide_expiry),
+            key,
+            slide,
+        )
         .await
     }
 

@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, Row};
 use time::PrimitiveDateTime;
 
 use super::{
-    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Pool, Setup, check_shape,
+    Budget, FoundColumn, GaveUp, Kind, Limits, PURGE_BATCH, Pool, Setup, Slide, check_shape,
     missing_table, pool_options, retry,
 };
 use crate::table::TableName;
@@ -285,11 +285,13 @@ impl SqliteStore {
         &self,
         budget: &Budget,
         key: &str,
-        now: PrimitiveDateTime,
-        expiry: PrimitiveDateTime,
-        stale_before: PrimitiveDateTime,
+        slide: Slide,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        let (now, expiry, stale_before) = (&text(now), &text(expiry), &text(stale_before));
+        let (now, expiry, stale_before) = (
+            &text(slide.now),
+            &text(slide.until),
+            &text(slide.stale_before),
+        );
         retry(budget, &self.pool, |mut conn| async move {
             let row: Option<(Option<Vec<u8>>, String)> =
                 sqlx::query_as(AssertSqlSafe(Arc::clone(&self.sql.load_with_expiry)))
