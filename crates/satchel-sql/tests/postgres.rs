@@ -3,6 +3,7 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -330,61 +331,6 @@ fn config_with_password(url: &str, password: &str) -> SessionConfig {
 }
 
 #[test]
-fn two_hundred_concurrent_first_saves_all_land() {
-    if skipped(SKIP) {
-        return;
-    }
-    run(async {
-        let t = TestTable::new().await;
-        common::concurrent_first_saves(t.backend.clone()).await;
-    });
-}
-
-#[test]
-fn two_hundred_concurrent_updates_of_one_session_all_succeed() {
-    if skipped(SKIP) {
-        return;
-    }
-    run(async {
-        let t = TestTable::new().await;
-        common::concurrent_updates_of_one(t.backend.clone()).await;
-    });
-}
-
-#[test]
-fn concurrent_inserts_of_one_key_have_exactly_one_winner() {
-    if skipped(SKIP) {
-        return;
-    }
-    run(async {
-        let t = TestTable::new().await;
-        common::concurrent_inserts_of_one(t.backend.clone()).await;
-    });
-}
-
-#[test]
-fn purge_removes_expired_rows_and_keeps_live_ones() {
-    if skipped(SKIP) {
-        return;
-    }
-    run(async {
-        let t = TestTable::new().await;
-        common::purge_removes_only_expired(&t.backend).await;
-    });
-}
-
-#[test]
-fn insert_takes_over_an_expired_row_with_the_same_id() {
-    if skipped(SKIP) {
-        return;
-    }
-    run(async {
-        let t = TestTable::new().await;
-        common::insert_takes_over_an_expired_row(&t.backend).await;
-    });
-}
-
-#[test]
 fn updates_do_not_draw_from_the_id_sequence() {
     if skipped(SKIP) {
         return;
@@ -614,57 +560,4 @@ async fn expiry_of(t: &TestTable, key: String) -> Option<time::PrimitiveDateTime
         .unwrap()
 }
 
-#[test]
-fn load_and_touch_right_after_a_store_writes_nothing() {
-    if skipped(SKIP) {
-        return;
-    }
-    run(async {
-        let t = TestTable::new().await;
-        common::load_and_touch_right_after_a_store_writes_nothing(&t.backend, |key| {
-            expiry_of(&t, key)
-        })
-        .await;
-    });
-}
-
-#[test]
-fn load_and_touch_writes_the_expiry_once_the_granularity_has_passed() {
-    if skipped(SKIP) {
-        return;
-    }
-    run(async {
-        let t = TestTable::new().await;
-        common::load_and_touch_writes_the_expiry_once_the_granularity_has_passed(
-            &t.backend,
-            |key| expiry_of(&t, key),
-        )
-        .await;
-    });
-}
-
-#[test]
-fn load_and_touch_never_shortens_an_expiry_nor_revives_a_row() {
-    if skipped(SKIP) {
-        return;
-    }
-    run(async {
-        let t = TestTable::new().await;
-        common::load_and_touch_never_shortens_nor_revives(&t.backend, |key| expiry_of(&t, key))
-            .await;
-    });
-}
-
-#[test]
-fn replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one() {
-    if skipped(SKIP) {
-        return;
-    }
-    run(async {
-        let t = TestTable::new().await;
-        common::replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one(&t.backend, |key| {
-            expiry_of(&t, key)
-        })
-        .await;
-    });
-}
+server_dialect_scenarios!();

@@ -9,6 +9,68 @@ use satchel_core::testkit::fresh_key;
 use satchel_core::{Backend, BackendError, Operation, SessionConfig};
 use satchel_sql::SqlBackend;
 
+/// The shared scenarios as `#[test]`s for a server dialect (PostgreSQL, MySQL/MariaDB), each on
+/// a fresh table and skipped (saying so) only when the dialect's `SATCHEL_SKIP_<BACKEND>` is
+/// set. The invoking file provides `SKIP`, a `TestTable` whose `new()` makes a fresh table with
+/// a `backend`, and `expiry_of(&TestTable, key)`.
+#[allow(unused_macros)] // the SQLite file builds its tables differently
+macro_rules! server_dialect_scenarios {
+    () => {
+        server_dialect_scenarios! {
+            two_hundred_concurrent_first_saves_all_land: |t| {
+                common::concurrent_first_saves(t.backend.clone())
+            };
+            two_hundred_concurrent_updates_of_one_session_all_succeed: |t| {
+                common::concurrent_updates_of_one(t.backend.clone())
+            };
+            concurrent_inserts_of_one_key_have_exactly_one_winner: |t| {
+                common::concurrent_inserts_of_one(t.backend.clone())
+            };
+            purge_removes_expired_rows_and_keeps_live_ones: |t| {
+                common::purge_removes_only_expired(&t.backend)
+            };
+            insert_takes_over_an_expired_row_with_the_same_id: |t| {
+                common::insert_takes_over_an_expired_row(&t.backend)
+            };
+            load_and_touch_right_after_a_store_writes_nothing: |t| {
+                common::load_and_touch_right_after_a_store_writes_nothing(
+                    &t.backend,
+                    |key| expiry_of(&t, key),
+                )
+            };
+            load_and_touch_writes_the_expiry_once_the_granularity_has_passed: |t| {
+                common::load_and_touch_writes_the_expiry_once_the_granularity_has_passed(
+                    &t.backend,
+                    |key| expiry_of(&t, key),
+                )
+            };
+            load_and_touch_never_shortens_an_expiry_nor_revives_a_row: |t| {
+                common::load_and_touch_never_shortens_nor_revives(&t.backend, |key| expiry_of(&t, key))
+            };
+            replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one: |t| {
+                common::replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one(
+                    &t.backend,
+                    |key| expiry_of(&t, key),
+                )
+            };
+        }
+    };
+    ($($name:ident: |$t:ident| $scenario:expr;)+) => {
+        $(
+            #[test]
+            fn $name() {
+                if skipped(SKIP) {
+                    return;
+                }
+                run(async {
+                    let $t = TestTable::new().await;
+                    $scenario.await;
+                });
+            }
+        )+
+    };
+}
+
 /// A table name no other test uses.
 pub fn fresh_table() -> String {
     let n = getrandom::u64().expect("OS randomness");
