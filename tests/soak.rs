@@ -41,11 +41,19 @@ fn resident_kib() -> u64 {
 }
 
 async fn soak(settings: &[(&str, String)]) {
+    // The soak checks for lost writes and growing memory, not latency. It shares the machine
+    // with the rest of the suite (a test's own PostgreSQL being created, stalled backends), where
+    // one statement can wait longer than the 5 s default; failing in time is what the outage and
+    // slow-backend tests check. So the timeouts here only turn a hang into a failure.
     let config = SessionConfig::from_lookup(|name| {
         settings
             .iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.clone())
+            .or_else(|| match name {
+                "SATCHEL_OPERATION_TIMEOUT" | "SATCHEL_CONNECT_TIMEOUT" => Some("30".into()),
+                _ => None,
+            })
     })
     .unwrap();
     let satchel = Satchel::from_config(config).await.unwrap();
