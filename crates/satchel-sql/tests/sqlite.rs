@@ -524,62 +524,29 @@ async fn expiry_of(
         .unwrap()
 }
 
-#[test]
-fn load_and_touch_right_after_a_store_writes_nothing() {
-    run(async {
-        let dir = tempfile::tempdir().unwrap();
-        let mut table = String::new();
-        let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
-            .await
-            .unwrap();
-        common::load_and_touch_right_after_a_store_writes_nothing(&backend, |key| {
-            expiry_of(&backend, &table, key)
-        })
-        .await;
-    });
+/// One test per shared expiry scenario, each on a fresh database file, reading the row's
+/// `expiry` as SQLite holds it.
+macro_rules! expiry_scenarios {
+    ($($name:ident: $scenario:path;)+) => {
+        $(
+            #[test]
+            fn $name() {
+                run(async {
+                    let dir = tempfile::tempdir().unwrap();
+                    let mut table = String::new();
+                    let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
+                        .await
+                        .unwrap();
+                    $scenario(&backend, |key| expiry_of(&backend, &table, key)).await;
+                });
+            }
+        )+
+    };
 }
 
-#[test]
-fn load_and_touch_writes_the_expiry_once_the_granularity_has_passed() {
-    run(async {
-        let dir = tempfile::tempdir().unwrap();
-        let mut table = String::new();
-        let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
-            .await
-            .unwrap();
-        common::load_and_touch_writes_the_expiry_once_the_granularity_has_passed(&backend, |key| {
-            expiry_of(&backend, &table, key)
-        })
-        .await;
-    });
-}
-
-#[test]
-fn load_and_touch_never_shortens_an_expiry_nor_revives_a_row() {
-    run(async {
-        let dir = tempfile::tempdir().unwrap();
-        let mut table = String::new();
-        let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
-            .await
-            .unwrap();
-        common::load_and_touch_never_shortens_nor_revives(&backend, |key| {
-            expiry_of(&backend, &table, key)
-        })
-        .await;
-    });
-}
-
-#[test]
-fn replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one() {
-    run(async {
-        let dir = tempfile::tempdir().unwrap();
-        let mut table = String::new();
-        let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
-            .await
-            .unwrap();
-        common::replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one(&backend, |key| {
-            expiry_of(&backend, &table, key)
-        })
-        .await;
-    });
+expiry_scenarios! {
+    load_and_touch_right_after_a_store_writes_nothing: common::load_and_touch_right_after_a_store_writes_nothing;
+    load_and_touch_writes_the_expiry_once_the_granularity_has_passed: common::load_and_touch_writes_the_expiry_once_the_granularity_has_passed;
+    load_and_touch_never_shortens_an_expiry_nor_revives_a_row: common::load_and_touch_never_shortens_nor_revives;
+    replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one: common::replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one;
 }

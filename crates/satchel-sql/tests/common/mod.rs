@@ -557,6 +557,19 @@ fn utc_now() -> time::PrimitiveDateTime {
     now.replace_microsecond(now.microsecond()).unwrap()
 }
 
+/// `expiry` is `now + SLIDING` for a `now` between `before` and `after`: written by the call
+/// made between them, not kept from an earlier write.
+fn assert_now_plus_sliding(
+    expiry: time::PrimitiveDateTime,
+    before: time::PrimitiveDateTime,
+    after: time::PrimitiveDateTime,
+) {
+    assert!(
+        expiry >= before + SLIDING && expiry <= after + SLIDING,
+        "{expiry} is not now + ttl ({before} .. {after} + {SLIDING:?})"
+    );
+}
+
 /// Touch coalescing: a `load_and_touch` within the granularity of the stored expiry reads the
 /// row and writes nothing. `expiry_of(key)` reads the row's `expiry` as the database holds it.
 pub async fn load_and_touch_right_after_a_store_writes_nothing<F, Fut>(
@@ -610,10 +623,7 @@ pub async fn load_and_touch_writes_the_expiry_once_the_granularity_has_passed<F,
     let after = utc_now();
     let slid = expiry_of(key.clone()).await.expect("the row is there");
     assert!(slid > stored, "not extended: {slid} after {stored}");
-    assert!(
-        slid >= before + SLIDING && slid <= after + SLIDING,
-        "{slid} is not now + ttl ({before} .. {after} + {SLIDING:?})"
-    );
+    assert_now_plus_sliding(slid, before, after);
     backend
         .load_and_touch(&key, SLIDING)
         .await
@@ -699,10 +709,7 @@ pub async fn replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one<F, Fu
     );
     let after = utc_now();
     let slid = expiry_of(key.clone()).await.expect("the row is there");
-    assert!(
-        slid >= before + SLIDING && slid <= after + SLIDING,
-        "{slid} is not now + ttl ({before} .. {after} + {SLIDING:?})"
-    );
+    assert_now_plus_sliding(slid, before, after);
     assert_eq!(
         backend.load(&key).await.expect("load"),
         Some(b"v3".to_vec())
@@ -719,8 +726,5 @@ pub async fn replace_keeps_a_fresh_expiry_and_writes_a_stale_or_longer_one<F, Fu
     );
     let after = utc_now();
     let shortened = expiry_of(longer).await.expect("the row is there");
-    assert!(
-        shortened >= before + SLIDING && shortened <= after + SLIDING,
-        "a longer stored expiry was kept: {shortened}, not now + ttl ({before} .. {after} + {SLIDING:?})"
-    );
+    assert_now_plus_sliding(shortened, before, after);
 }
