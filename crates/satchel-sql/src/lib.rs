@@ -539,12 +539,7 @@ impl Backend for SqlBackend {
         if inner.check_key(key).is_err() {
             return Ok(None);
         }
-        let (now, until) = expiry(ttl);
-        let slide = dialect::Slide {
-            now,
-            until,
-            stale_before: dialect::stale_before(until, ttl),
-        };
+        let slide = dialect::Slide::after(ttl);
         let budget = inner.budget();
         inner
             .run(Operation::LoadAndTouch, &budget, async {
@@ -585,14 +580,11 @@ impl Backend for SqlBackend {
             return Ok(false);
         }
         inner.check_value(value)?;
-        let (now, until) = expiry(ttl);
-        let stale_before = dialect::stale_before(until, ttl);
+        let slide = dialect::Slide::after(ttl);
         let budget = inner.budget();
         inner
             .run(Operation::Replace, &budget, async {
-                on_store!(&inner.store, s => {
-                    s.replace(&budget, key, value, now, until, stale_before).await
-                })
+                on_store!(&inner.store, s => s.replace(&budget, key, value, slide).await)
             })
             .await
     }

@@ -305,6 +305,19 @@ pub(crate) struct Slide {
     pub(crate) stale_before: PrimitiveDateTime,
 }
 
+impl Slide {
+    /// The moments of an operation starting now with lifetime `ttl`.
+    pub(crate) fn after(ttl: Duration) -> Slide {
+        let now = utc_now();
+        let until = expiry_after(now, ttl);
+        Slide {
+            now,
+            until,
+            stale_before: stale_before(until, ttl),
+        }
+    }
+}
+
 /// Touch coalescing for the dialects whose driver binds [`PrimitiveDateTime`] itself
 /// (PostgreSQL and MySQL/MariaDB; SQLite stores text and has its own): a plain read of the value
 /// and its expiry with `load_with_expiry` (`session_id`, `now`), then, only when the stored

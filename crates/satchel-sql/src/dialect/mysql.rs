@@ -439,10 +439,13 @@ impl MySqlStore {
         budget: &Budget,
         key: &str,
         value: &[u8],
-        now: PrimitiveDateTime,
-        expiry: PrimitiveDateTime,
-        stale_before: PrimitiveDateTime,
+        slide: Slide,
     ) -> Result<bool, sqlx::Error> {
+        let Slide {
+            now,
+            until: expiry,
+            stale_before,
+        } = slide;
         let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
                 .bind(value)

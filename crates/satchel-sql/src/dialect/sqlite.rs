@@ -365,11 +365,13 @@ impl SqliteStore {
         budget: &Budget,
         key: &str,
         value: &[u8],
-        now: PrimitiveDateTime,
-        expiry: PrimitiveDateTime,
-        stale_before: PrimitiveDateTime,
+        slide: Slide,
     ) -> Result<bool, sqlx::Error> {
-        let (now, expiry, stale_before) = (&text(now), &text(expiry), &text(stale_before));
+        let (now, expiry, stale_before) = (
+            &text(slide.now),
+            &text(slide.until),
+            &text(slide.stale_before),
+        );
         let done = retry(budget, &self.pool, |mut conn| async move {
             sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
                 .bind(value)
