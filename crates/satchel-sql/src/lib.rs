@@ -375,7 +375,8 @@ impl SqlBackend {
         }
     }
 
-    /// The SQLite pool, for tests and tools that inspect the table.
+    /// The SQLite pool, for tests and tools that inspect the table. Connections Satchel keeps
+    /// between its operations go back to it first (see [`postgres_pool`](Self::postgres_pool)).
     #[cfg(feature = "sqlite")]
     pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
         match &self.inner.store {
@@ -388,6 +389,10 @@ impl SqlBackend {
     /// The PostgreSQL pool this thread's operations use, for tests and tools that inspect the
     /// table. On a current-thread runtime (an actix-web worker, `#[tokio::test]`) that is the
     /// thread's own pool, else the shared one; a clone shares the connections.
+    ///
+    /// Between its own operations Satchel keeps the connections it used out of the pool (so
+    /// that sqlx does not test each with a round trip when it comes back); this call gives
+    /// them back first. A tool that needs connections for long should open a pool of its own.
     #[cfg(feature = "postgres")]
     pub fn postgres_pool(&self) -> Option<sqlx::PgPool> {
         match &self.inner.store {

@@ -52,7 +52,10 @@ impl TestTable {
         }
     }
 
+    /// The backend's pool, with the connections the backend keeps between its operations
+    /// given back to it, so a test can take them.
     fn pool(&self) -> &sqlx::MySqlPool {
+        let _ = self.backend.mysql_pool();
         &self.pool
     }
 }

@@ -52,7 +52,10 @@ impl TestTable {
         }
     }
 
+    /// The backend's pool, with the connections the backend keeps between its operations
+    /// given back to it, so a test can take them.
     fn pool(&self) -> &sqlx::PgPool {
+        let _ = self.backend.postgres_pool();
         &self.pool
     }
 }

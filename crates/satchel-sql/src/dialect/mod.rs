@@ -20,7 +20,7 @@ pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
-pub(crate) use pool::Pool;
+pub(crate) use pool::{Checkout, Pool};
 
 /// Rows deleted per purge statement: small batches keep each lock short on a large table.
 pub(crate) const PURGE_BATCH: i64 = 10_000;
@@ -254,6 +254,10 @@ const CONFLICT_TRIES: u32 = 3;
 /// background, see [`Pool`]); once the connection is handed to `attempt` its statement is
 /// about to be sent, which [`Budget::sending`] records. An attempt that sends a second
 /// statement calls `sending` again before it.
+///
+/// `attempt` hands the connection back with its result. After a success it is parked for the
+/// next operation ([`Checkout::give_back`]); after a failure, or when this future is dropped
+/// mid-statement, it goes back through sqlx's test.
 pub(crate) async fn retry<DB, T, F, Fut>(
     budget: &Budget,
     pool: &Pool<DB>,
@@ -261,19 +265,29 @@ pub(crate) async fn retry<DB, T, F, Fut>(
 ) -> Result<T, sqlx::Error>
 where
     DB: sqlx::Database,
-    F: FnMut(sqlx::pool::PoolConnection<DB>) -> Fut,
-    Fut: Future<Output = Result<T, sqlx::Error>>,
+    F: FnMut(Checkout<DB>) -> Fut,
+    Fut: Future<Output = (Checkout<DB>, Result<T, sqlx::Error>)>,
 {
     let mut tries = 0u32;
     loop {
         tries += 1;
         let conn = pool.acquire_until(budget.deadline).await?;
         budget.sending();
-        match attempt(conn).await {
+        let (conn, result) = attempt(conn).await;
+        match result {
+            Ok(value) => {
+                conn.give_back();
+                return Ok(value);
+            }
             Err(error) => {
+                // Back through sqlx's test, which closes it if it is broken.
+                drop(conn);
                 let kind = transient(&error);
                 let limit = match kind {
-                    Some(Transient::Connection) => CONNECTION_TRIES,
+                    Some(Transient::Connection) => {
+                        pool.unpark_all();
+                        CONNECTION_TRIES
+                    }
                     Some(Transient::Conflict) => CONFLICT_TRIES,
                     None => return Err(error),
                 };
@@ -289,7 +303,6 @@ where
                 tracing::debug!(%error, tries, "satchel-sql: retrying after a transient error");
                 tokio::time::sleep(pause).await;
             }
-            ok => return ok,
         }
     }
 }
@@ -339,26 +352,30 @@ where
     (Option<Vec<u8>>, PrimitiveDateTime): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
     retry(budget, pool, |mut conn| async move {
-        let row: Option<(Option<Vec<u8>>, PrimitiveDateTime)> =
-            sqlx::query_as(AssertSqlSafe(Arc::clone(load_with_expiry)))
-                .bind(key)
-                .bind(slide.now)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let Some((data, stored)) = row else {
-            return Ok(None);
-        };
-        if stored < slide.stale_before {
-            budget.sending();
-            sqlx::query(AssertSqlSafe(Arc::clone(slide_expiry)))
-                .bind(slide.until)
-                .bind(key)
-                .bind(stored)
-                .bind(slide.now)
-                .execute(&mut *conn)
-                .await?;
+        let result: Result<_, sqlx::Error> = async {
+            let row: Option<(Option<Vec<u8>>, PrimitiveDateTime)> =
+                sqlx::query_as(AssertSqlSafe(Arc::clone(load_with_expiry)))
+                    .bind(key)
+                    .bind(slide.now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let Some((data, stored)) = row else {
+                return Ok(None);
+            };
+            if stored < slide.stale_before {
+                budget.sending();
+                sqlx::query(AssertSqlSafe(Arc::clone(slide_expiry)))
+                    .bind(slide.until)
+                    .bind(key)
+                    .bind(stored)
+                    .bind(slide.now)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(data)
         }
-        Ok(data)
+        .await;
+        (conn, result)
     })
     .await
 }

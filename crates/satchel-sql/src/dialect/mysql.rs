@@ -342,11 +342,15 @@ impl MySqlStore {
         now: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
         retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
-                .bind(key)
-                .bind(now)
-                .fetch_optional(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
+                    .bind(key)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await
         .map(Option::flatten)
@@ -379,29 +383,33 @@ impl MySqlStore {
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
         retry(budget, &self.pool, |mut conn| async move {
-            let inserted = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
-                .bind(key)
-                .bind(value)
-                .bind(expiry)
-                .execute(&mut *conn)
-                .await;
-            match inserted {
-                Ok(_) => Ok(true),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    // The id is taken: by a live session (a collision) or an expired one,
-                    // which is taken over only if it is still expired.
-                    budget.sending();
-                    let taken = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.take_over)))
-                        .bind(value)
-                        .bind(expiry)
-                        .bind(key)
-                        .bind(now)
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(taken.rows_affected() > 0)
+            let result: Result<_, sqlx::Error> = async {
+                let inserted = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
+                    .bind(key)
+                    .bind(value)
+                    .bind(expiry)
+                    .execute(&mut *conn)
+                    .await;
+                match inserted {
+                    Ok(_) => Ok(true),
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        // The id is taken: by a live session (a collision) or an expired one,
+                        // which is taken over only if it is still expired.
+                        budget.sending();
+                        let taken = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.take_over)))
+                            .bind(value)
+                            .bind(expiry)
+                            .bind(key)
+                            .bind(now)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(taken.rows_affected() > 0)
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
             }
+            .await;
+            (conn, result)
         })
         .await
     }
@@ -414,22 +422,26 @@ impl MySqlStore {
         expiry: PrimitiveDateTime,
     ) -> Result<(), sqlx::Error> {
         retry(budget, &self.pool, |mut conn| async move {
-            let updated = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.update)))
-                .bind(value)
-                .bind(expiry)
-                .bind(key)
-                .execute(&mut *conn)
-                .await?;
-            if updated.rows_affected() == 0 {
-                budget.sending();
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.upsert)))
-                    .bind(key)
+            let result: Result<_, sqlx::Error> = async {
+                let updated = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.update)))
                     .bind(value)
                     .bind(expiry)
+                    .bind(key)
                     .execute(&mut *conn)
                     .await?;
+                if updated.rows_affected() == 0 {
+                    budget.sending();
+                    sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.upsert)))
+                        .bind(key)
+                        .bind(value)
+                        .bind(expiry)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
             }
-            Ok(())
+            .await;
+            (conn, result)
         })
         .await
     }
@@ -447,15 +459,19 @@ impl MySqlStore {
             stale_before,
         } = slide;
         let done = retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
-                .bind(value)
-                .bind(stale_before)
-                .bind(expiry)
-                .bind(expiry)
-                .bind(key)
-                .bind(now)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
+                    .bind(value)
+                    .bind(stale_before)
+                    .bind(expiry)
+                    .bind(expiry)
+                    .bind(key)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(done.rows_affected() > 0)
@@ -469,12 +485,16 @@ impl MySqlStore {
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
         let done = retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
-                .bind(expiry)
-                .bind(key)
-                .bind(now)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
+                    .bind(expiry)
+                    .bind(key)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(done.rows_affected() > 0)
@@ -482,10 +502,14 @@ impl MySqlStore {
 
     pub(crate) async fn delete(&self, budget: &Budget, key: &str) -> Result<(), sqlx::Error> {
         retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
-                .bind(key)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(())
@@ -497,10 +521,14 @@ impl MySqlStore {
         now: PrimitiveDateTime,
     ) -> Result<u64, sqlx::Error> {
         let done = retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
-                .bind(now)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(done.rows_affected())

@@ -19,8 +19,22 @@
 //! serves everything else (start-up, purging, multi-thread runtimes). `SATCHEL_POOL_SIZE` is
 //! then the size of each worker's pool. SQLite connections run on threads of their own, and
 //! an in-memory database exists once per pool, so SQLite keeps one shared pool.
+//!
+//! A connection whose operation completed is not given back to sqlx: [`Checkout::give_back`]
+//! hands it to the caller of this lane that has waited longest, or parks it for the next one.
+//! sqlx tests every connection given back with a round trip of its own (PostgreSQL `Sync`,
+//! MySQL `COM_PING`, a message to SQLite's worker thread), from a task it spawns, so every
+//! statement cost the database a second wake-up and the worker a task and two system calls
+//! (BENCHMARKS.md measures it). That test exists to catch a connection left mid-statement by a
+//! cancelled future; a connection handed on here finished its operation, and a cancelled or
+//! failed one still goes back through sqlx. A caller waits for both at once: a connection
+//! handed on, and one from sqlx (given back there, or newly opened). A connection parked longer
+//! than [`PARKED_AT_MOST`], or out of sqlx's pool longer than [`OUT_AT_MOST`] (so that sqlx's
+//! `max_lifetime` still applies), goes back through sqlx, as do all parked ones after a
+//! connection error. With no requests at all, parked connections stay open until the next.
 
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -35,7 +49,81 @@ const OPENING_AT_ONCE: usize = 2;
 /// back, and whether the pool has filled up meanwhile.
 const LOOK_AGAIN: Duration = Duration::from_millis(20);
 
+/// How long a parked connection may wait for its next statement; an older one goes back
+/// through sqlx's test.
+const PARKED_AT_MOST: Duration = Duration::from_secs(10);
+
+/// How long a connection may stay out of sqlx's pool, parked and reused, before it goes back
+/// through sqlx (which closes it past `max_lifetime`).
+const OUT_AT_MOST: Duration = Duration::from_secs(60);
+
 type Acquired<DB> = Result<PoolConnection<DB>, sqlx::Error>;
+
+/// A connection taken for one operation, from a lane's parked ones or from sqlx's pool.
+pub(crate) struct Checkout<DB: sqlx::Database> {
+    conn: PoolConnection<DB>,
+    /// When it left sqlx's pool.
+    taken: Instant,
+    lane: Arc<Lane<DB>>,
+}
+
+impl<DB: sqlx::Database> Checkout<DB> {
+    /// Hands the connection of an operation that completed to the caller of this lane that has
+    /// waited longest, or parks it for the next one; dropping a `Checkout` instead gives the
+    /// connection back through sqlx's test.
+    pub(crate) fn give_back(self) {
+        if self.taken.elapsed() >= OUT_AT_MOST {
+            return;
+        }
+        let mut idle = Idle {
+            conn: self.conn,
+            taken: self.taken,
+            parked: Instant::now(),
+        };
+        let mut parked = lock(&self.lane.parked);
+        // Straight to the caller that has waited longest, if one still waits.
+        while let Some(waiter) = parked.waiters.pop_front() {
+            match waiter.send(idle) {
+                Ok(()) => return,
+                Err(back) => idle = back,
+            }
+        }
+        parked.idle.push(idle);
+    }
+}
+
+impl<DB: sqlx::Database> Checkout<DB> {
+    /// A parked connection taken again.
+    fn from_idle(idle: Idle<DB>, lane: Arc<Lane<DB>>) -> Checkout<DB> {
+        Checkout {
+            conn: idle.conn,
+            taken: idle.taken,
+            lane,
+        }
+    }
+}
+
+impl<DB: sqlx::Database> std::fmt::Debug for Checkout<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkout")
+            .field("taken", &self.taken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: sqlx::Database> Deref for Checkout<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        &self.conn
+    }
+}
+
+impl<DB: sqlx::Database> DerefMut for Checkout<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+}
 
 /// The pools of one store: a shared one, and one per worker thread where that helps (see the
 /// module documentation).
@@ -97,20 +185,53 @@ impl<DB: sqlx::Database> Pool<DB> {
         Ok(Pool::per_thread(pool, options, connect))
     }
 
-    /// The shared sqlx pool, for statements outside a request (schema checks, purging).
+    /// The shared sqlx pool, for statements outside a request (schema checks, and tests and
+    /// tools given the pool). Its parked connections go back to it first.
     pub(crate) fn sqlx(&self) -> &sqlx::Pool<DB> {
+        self.shared.unpark_all();
         &self.shared.pool
     }
 
-    /// The sqlx pool this thread's requests use.
+    /// The sqlx pool this thread's requests use, with this thread's parked connections given
+    /// back to it first.
     pub(crate) fn for_this_thread(&self) -> sqlx::Pool<DB> {
-        self.lane().pool.clone()
+        let lane = self.lane();
+        lane.unpark_all();
+        lane.pool.clone()
     }
 
     /// A connection from this thread's pool, waiting until `deadline` at most. Nothing has
     /// been sent on it yet, so giving up is harmless.
-    pub(crate) async fn acquire_until(&self, deadline: Instant) -> Acquired<DB> {
-        self.lane().acquire_until(deadline).await
+    pub(crate) async fn acquire_until(
+        &self,
+        deadline: Instant,
+    ) -> Result<Checkout<DB>, sqlx::Error> {
+        let lane = self.lane();
+        let mut handed = match lane.take_parked() {
+            Ok(idle) => return Ok(Checkout::from_idle(idle, lane)),
+            Err(handed) => handed,
+        };
+        // Whichever comes first: a connection another caller finishes with, or one from sqlx.
+        let from_sqlx = lane.acquire_until(deadline);
+        tokio::select! {
+            biased;
+            Ok(idle) = &mut handed => Ok(Checkout::from_idle(idle, lane)),
+            acquired = from_sqlx => {
+                // One handed over meanwhile goes back through sqlx, to whoever waits there.
+                handed.close();
+                acquired.map(|conn| Checkout {
+                    conn,
+                    taken: Instant::now(),
+                    lane,
+                })
+            }
+        }
+    }
+
+    /// Gives this thread's parked connections back through sqlx's test, after one of them
+    /// failed: the others most likely lost their server too.
+    pub(crate) fn unpark_all(&self) {
+        self.lane().unpark_all();
     }
 
     fn lane(&self) -> Arc<Lane<DB>> {
@@ -131,10 +252,29 @@ impl<DB: sqlx::Database> Pool<DB> {
     }
 }
 
-/// A sqlx pool and the tasks that open its connections.
+/// A sqlx pool, the tasks that open its connections, and the connections parked between
+/// operations.
 struct Lane<DB: sqlx::Database> {
     pool: sqlx::Pool<DB>,
     opener: Arc<Mutex<Opener<DB>>>,
+    parked: Mutex<Parked<DB>>,
+}
+
+/// Connections parked between operations, and the callers waiting for one.
+struct Parked<DB: sqlx::Database> {
+    /// Last parked last.
+    idle: Vec<Idle<DB>>,
+    /// Oldest first; a caller that got a connection elsewhere or gave up has closed its
+    /// receiver.
+    waiters: VecDeque<oneshot::Sender<Idle<DB>>>,
+}
+
+/// A parked connection (without its lane, which holds it).
+struct Idle<DB: sqlx::Database> {
+    conn: PoolConnection<DB>,
+    /// When it left sqlx's pool.
+    taken: Instant,
+    parked: Instant,
 }
 
 /// The callers waiting for a new connection, and the tasks opening connections for them.
@@ -153,7 +293,42 @@ impl<DB: sqlx::Database> Lane<DB> {
                 waiting: VecDeque::new(),
                 running: 0,
             })),
+            parked: Mutex::new(Parked {
+                idle: Vec::new(),
+                waiters: VecDeque::new(),
+            }),
         }
+    }
+
+    /// Gives the parked connections back through sqlx's test (which runs in a task sqlx
+    /// spawns, so only where there is a runtime; see the `Drop` below for the other case).
+    fn unpark_all(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let idle = std::mem::take(&mut lock(&self.parked).idle);
+        drop(idle);
+    }
+
+    /// The connection parked last, if it has not waited too long (older ones, and the rest
+    /// when it has, go back through sqlx); else a place in the queue for the next one given
+    /// back.
+    fn take_parked(&self) -> Result<Idle<DB>, oneshot::Receiver<Idle<DB>>> {
+        let mut parked = lock(&self.parked);
+        if let Some(idle) = parked.idle.pop() {
+            if idle.parked.elapsed() < PARKED_AT_MOST {
+                return Ok(idle);
+            }
+            // Parked last but too old: every other parked one is older still.
+            let stale = std::mem::take(&mut parked.idle);
+            drop((idle, stale));
+        }
+        if parked.waiters.len() >= 64 {
+            parked.waiters.retain(|waiter| !waiter.is_closed());
+        }
+        let (tx, rx) = oneshot::channel();
+        parked.waiters.push_back(tx);
+        Err(rx)
     }
 
     async fn acquire_until(&self, deadline: Instant) -> Acquired<DB> {
@@ -222,6 +397,25 @@ impl<DB: sqlx::Database> Lane<DB> {
             ));
         }
         rx
+    }
+}
+
+impl<DB: sqlx::Database> Drop for Lane<DB> {
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut lock(&self.parked).idle);
+        if idle.is_empty() || tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        // No runtime here (a worker thread's lanes go when the thread ends), and sqlx gives a
+        // connection back from a task it spawns, which needs one: close them directly.
+        for parked in idle {
+            if self.pool.options().get_min_connections() == 0 {
+                drop(parked.conn.detach());
+            } else {
+                // sqlx would spawn a task to open a replacement; the process is ending.
+                std::mem::forget(parked.conn);
+            }
+        }
     }
 }
 
@@ -301,6 +495,69 @@ mod tests {
     use sqlx::sqlite::SqliteConnectOptions;
 
     use super::{OPENING_AT_ONCE, Pool};
+
+    fn one_connection_pool() -> Pool<Sqlite> {
+        let pool = sqlx::pool::PoolOptions::<Sqlite>::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
+            .connect_lazy_with(SqliteConnectOptions::from_str("sqlite::memory:").unwrap());
+        Pool::new(pool)
+    }
+
+    #[test]
+    fn a_connection_given_back_is_parked_and_reused_without_sqlx() {
+        run(async {
+            let pool = one_connection_pool();
+            let soon = || Instant::now() + Duration::from_secs(5);
+            let mut conn = pool.acquire_until(soon()).await.unwrap();
+            sqlx::query("CREATE TABLE t (x)")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            conn.give_back();
+            // Parked here, not idle in sqlx's pool: sqlx never saw it back.
+            assert_eq!(pool.sqlx().num_idle(), 0);
+            assert_eq!(pool.sqlx().size(), 1);
+            // The same connection: the in-memory database (one per connection) has the table.
+            let mut conn = pool.acquire_until(soon()).await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (1)")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(pool.sqlx().size(), 1);
+            // Dropped without `give_back` (a failure, a cancelled statement): back to sqlx.
+            drop(conn);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(pool.sqlx().num_idle(), 1);
+        });
+    }
+
+    #[test]
+    fn a_connection_given_back_goes_to_the_caller_waiting_for_one() {
+        run(async {
+            let pool = Arc::new(one_connection_pool());
+            let conn = pool
+                .acquire_until(Instant::now() + Duration::from_secs(5))
+                .await
+                .unwrap();
+            let waiter = {
+                let pool = Arc::clone(&pool);
+                tokio::spawn(async move {
+                    pool.acquire_until(Instant::now() + Duration::from_secs(5))
+                        .await
+                        .map(drop)
+                })
+            };
+            // Let the waiter queue up in sqlx's pool, which is full.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            conn.give_back();
+            waiter
+                .await
+                .unwrap()
+                .expect("the waiting caller gets the connection given back");
+        });
+    }
 
     #[test]
     fn connections_open_a_few_at_a_time_and_stay_when_their_callers_gave_up() {

@@ -250,11 +250,15 @@ impl PgStore {
         now: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
         retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
-                .bind(key)
-                .bind(now)
-                .fetch_optional(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
+                    .bind(key)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await
         .map(Option::flatten)
@@ -287,13 +291,17 @@ impl PgStore {
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
         let done = retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
-                .bind(key)
-                .bind(value)
-                .bind(expiry)
-                .bind(now)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
+                    .bind(key)
+                    .bind(value)
+                    .bind(expiry)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(done.rows_affected() == 1)
@@ -307,22 +315,26 @@ impl PgStore {
         expiry: PrimitiveDateTime,
     ) -> Result<(), sqlx::Error> {
         retry(budget, &self.pool, |mut conn| async move {
-            let updated = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.update)))
-                .bind(value)
-                .bind(expiry)
-                .bind(key)
-                .execute(&mut *conn)
-                .await?;
-            if updated.rows_affected() == 0 {
-                budget.sending();
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.upsert)))
-                    .bind(key)
+            let result: Result<_, sqlx::Error> = async {
+                let updated = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.update)))
                     .bind(value)
                     .bind(expiry)
+                    .bind(key)
                     .execute(&mut *conn)
                     .await?;
+                if updated.rows_affected() == 0 {
+                    budget.sending();
+                    sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.upsert)))
+                        .bind(key)
+                        .bind(value)
+                        .bind(expiry)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
             }
-            Ok(())
+            .await;
+            (conn, result)
         })
         .await
     }
@@ -340,14 +352,18 @@ impl PgStore {
             stale_before,
         } = slide;
         let done = retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
-                .bind(value)
-                .bind(expiry)
-                .bind(key)
-                .bind(now)
-                .bind(stale_before)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
+                    .bind(value)
+                    .bind(expiry)
+                    .bind(key)
+                    .bind(now)
+                    .bind(stale_before)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(done.rows_affected() > 0)
@@ -361,12 +377,16 @@ impl PgStore {
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
         let done = retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
-                .bind(expiry)
-                .bind(key)
-                .bind(now)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
+                    .bind(expiry)
+                    .bind(key)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(done.rows_affected() > 0)
@@ -374,10 +394,14 @@ impl PgStore {
 
     pub(crate) async fn delete(&self, budget: &Budget, key: &str) -> Result<(), sqlx::Error> {
         retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
-                .bind(key)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(())
@@ -389,10 +413,14 @@ impl PgStore {
         now: PrimitiveDateTime,
     ) -> Result<u64, sqlx::Error> {
         let done = retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
-                .bind(now)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(done.rows_affected())

@@ -268,11 +268,15 @@ impl SqliteStore {
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
         let now = &text(now);
         retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
-                .bind(key)
-                .bind(now)
-                .fetch_optional(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
+                    .bind(key)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await
         .map(Option::flatten)
@@ -293,27 +297,31 @@ impl SqliteStore {
             &text(slide.stale_before),
         );
         retry(budget, &self.pool, |mut conn| async move {
-            let row: Option<(Option<Vec<u8>>, String)> =
-                sqlx::query_as(AssertSqlSafe(Arc::clone(&self.sql.load_with_expiry)))
-                    .bind(key)
-                    .bind(now)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            let Some((data, stored)) = row else {
-                return Ok(None);
-            };
-            // Compared as text, as SQLite compares the column: the fixed-width form sorts by time.
-            if stored < *stale_before {
-                budget.sending();
-                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.slide_expiry)))
-                    .bind(expiry)
-                    .bind(key)
-                    .bind(&stored)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
+            let result: Result<_, sqlx::Error> = async {
+                let row: Option<(Option<Vec<u8>>, String)> =
+                    sqlx::query_as(AssertSqlSafe(Arc::clone(&self.sql.load_with_expiry)))
+                        .bind(key)
+                        .bind(now)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                let Some((data, stored)) = row else {
+                    return Ok(None);
+                };
+                // Compared as text, as SQLite compares the column: the fixed-width form sorts by time.
+                if stored < *stale_before {
+                    budget.sending();
+                    sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.slide_expiry)))
+                        .bind(expiry)
+                        .bind(key)
+                        .bind(&stored)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(data)
             }
-            Ok(data)
+            .await;
+            (conn, result)
         })
         .await
     }
@@ -328,13 +336,17 @@ impl SqliteStore {
     ) -> Result<bool, sqlx::Error> {
         let (now, expiry) = (&text(now), &text(expiry));
         let done = retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
-                .bind(key)
-                .bind(value)
-                .bind(expiry)
-                .bind(now)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
+                    .bind(key)
+                    .bind(value)
+                    .bind(expiry)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(done.rows_affected() == 1)
@@ -349,12 +361,16 @@ impl SqliteStore {
     ) -> Result<(), sqlx::Error> {
         let expiry = &text(expiry);
         retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.store)))
-                .bind(key)
-                .bind(value)
-                .bind(expiry)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.store)))
+                    .bind(key)
+                    .bind(value)
+                    .bind(expiry)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(())
@@ -373,14 +389,18 @@ impl SqliteStore {
             &text(slide.stale_before),
         );
         let done = retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
-                .bind(value)
-                .bind(expiry)
-                .bind(key)
-                .bind(now)
-                .bind(stale_before)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
+                    .bind(value)
+                    .bind(expiry)
+                    .bind(key)
+                    .bind(now)
+                    .bind(stale_before)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(done.rows_affected() > 0)
@@ -395,12 +415,16 @@ impl SqliteStore {
     ) -> Result<bool, sqlx::Error> {
         let (now, expiry) = (&text(now), &text(expiry));
         let done = retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
-                .bind(expiry)
-                .bind(key)
-                .bind(now)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
+                    .bind(expiry)
+                    .bind(key)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(done.rows_affected() > 0)
@@ -408,10 +432,14 @@ impl SqliteStore {
 
     pub(crate) async fn delete(&self, budget: &Budget, key: &str) -> Result<(), sqlx::Error> {
         retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
-                .bind(key)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(())
@@ -425,10 +453,14 @@ impl SqliteStore {
     ) -> Result<u64, sqlx::Error> {
         let now = &text(now);
         let done = retry(budget, &self.pool, |mut conn| async move {
-            sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
-                .bind(now)
-                .execute(&mut *conn)
-                .await
+            let result: Result<_, sqlx::Error> = async {
+                sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+            }
+            .await;
+            (conn, result)
         })
         .await?;
         Ok(done.rows_affected())
