@@ -7,6 +7,7 @@
 //! multiplexed connection, a small pool), built on the worker's runtime: the practical limit of
 //! each driver.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use actix_web::cookie::Cookie;
@@ -18,7 +19,7 @@ use mongodb::bson::{Binary, DateTime, Document, doc};
 use satchel_core::SessionId;
 use satchel_memcached::memcache::exp::{AsyncMetaClient, Get, Set};
 use satchel_redis::redis;
-use sqlx::{MySqlPool, PgPool, SqlitePool};
+use sqlx::{Connection, MySqlPool, PgPool, SqlitePool};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::server::{
@@ -334,33 +335,61 @@ impl PostgresRaw {
 
 impl RawStore for PostgresRaw {
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        pg::get(&self.0, key).await
+    }
+
+    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        pg::update(&self.0, key, value).await
+    }
+
+    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        pg::create(&self.0, key, value).await
+    }
+}
+
+/// The statements of the pg references, on a pool or on one connection.
+mod pg {
+    use super::*;
+
+    pub(super) async fn get<'e>(
+        e: impl sqlx::PgExecutor<'e>,
+        key: &str,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
         Ok(sqlx::query_scalar(
             "SELECT data FROM bench_raw_sessions WHERE session_id = $1 AND expiry > $2",
         )
         .bind(key)
         .bind(now())
-        .fetch_optional(&self.0)
+        .fetch_optional(e)
         .await?)
     }
 
-    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+    pub(super) async fn update<'e>(
+        e: impl sqlx::PgExecutor<'e>,
+        key: &str,
+        value: &[u8],
+    ) -> anyhow::Result<()> {
         sqlx::query("UPDATE bench_raw_sessions SET data = $1, expiry = $2 WHERE session_id = $3")
             .bind(value)
             .bind(expiry())
             .bind(key)
-            .execute(&self.0)
+            .execute(e)
             .await?;
         Ok(())
     }
 
-    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+    pub(super) async fn create<'e>(
+        e: impl sqlx::PgExecutor<'e>,
+        key: &str,
+        value: &[u8],
+    ) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO bench_raw_sessions (session_id, data, expiry) VALUES ($1, $2, $3)",
         )
         .bind(key)
         .bind(value)
         .bind(expiry())
-        .execute(&self.0)
+        .execute(e)
         .await?;
         Ok(())
     }
@@ -394,31 +423,59 @@ impl MysqlRaw {
 
 impl RawStore for MysqlRaw {
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        mysql::get(&self.0, key).await
+    }
+
+    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        mysql::update(&self.0, key, value).await
+    }
+
+    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        mysql::create(&self.0, key, value).await
+    }
+}
+
+/// The statements of the mysql references, on a pool or on one connection.
+mod mysql {
+    use super::*;
+
+    pub(super) async fn get<'e>(
+        e: impl sqlx::MySqlExecutor<'e>,
+        key: &str,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
         Ok(sqlx::query_scalar(
             "SELECT data FROM bench_raw_sessions WHERE session_id = ? AND expiry > ?",
         )
         .bind(key)
         .bind(now())
-        .fetch_optional(&self.0)
+        .fetch_optional(e)
         .await?)
     }
 
-    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+    pub(super) async fn update<'e>(
+        e: impl sqlx::MySqlExecutor<'e>,
+        key: &str,
+        value: &[u8],
+    ) -> anyhow::Result<()> {
         sqlx::query("UPDATE bench_raw_sessions SET data = ?, expiry = ? WHERE session_id = ?")
             .bind(value)
             .bind(expiry())
             .bind(key)
-            .execute(&self.0)
+            .execute(e)
             .await?;
         Ok(())
     }
 
-    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+    pub(super) async fn create<'e>(
+        e: impl sqlx::MySqlExecutor<'e>,
+        key: &str,
+        value: &[u8],
+    ) -> anyhow::Result<()> {
         sqlx::query("INSERT INTO bench_raw_sessions (session_id, data, expiry) VALUES (?, ?, ?)")
             .bind(key)
             .bind(value)
             .bind(expiry())
-            .execute(&self.0)
+            .execute(e)
             .await?;
         Ok(())
     }
@@ -440,13 +497,18 @@ impl SqliteRaw {
         Ok(())
     }
 
-    pub(crate) async fn connect(url: String) -> anyhow::Result<SqliteRaw> {
+    /// Satchel's settings: WAL, synchronous NORMAL, a busy timeout.
+    fn options(url: &str) -> anyhow::Result<sqlx::sqlite::SqliteConnectOptions> {
         use std::str::FromStr;
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?
+        Ok(sqlx::sqlite::SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5)))
+    }
+
+    pub(crate) async fn connect(url: String) -> anyhow::Result<SqliteRaw> {
+        let options = SqliteRaw::options(&url)?;
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(pool_per_worker())
             .test_before_acquire(false)
@@ -458,35 +520,199 @@ impl SqliteRaw {
 
 impl RawStore for SqliteRaw {
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        sqlite::get(&self.0, key).await
+    }
+
+    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        sqlite::update(&self.0, key, value).await
+    }
+
+    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        sqlite::create(&self.0, key, value).await
+    }
+}
+
+/// The statements of the sqlite references, on a pool or on one connection.
+mod sqlite {
+    use super::*;
+
+    pub(super) async fn get<'e>(
+        e: impl sqlx::SqliteExecutor<'e>,
+        key: &str,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
         Ok(sqlx::query_scalar(
             "SELECT data FROM bench_raw_sessions WHERE session_id = ?1 AND expiry > ?2",
         )
         .bind(key)
         .bind(sqlite_time(now()))
-        .fetch_optional(&self.0)
+        .fetch_optional(e)
         .await?)
     }
 
-    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+    pub(super) async fn update<'e>(
+        e: impl sqlx::SqliteExecutor<'e>,
+        key: &str,
+        value: &[u8],
+    ) -> anyhow::Result<()> {
         sqlx::query("UPDATE bench_raw_sessions SET data = ?1, expiry = ?2 WHERE session_id = ?3")
             .bind(value)
             .bind(sqlite_time(expiry()))
             .bind(key)
-            .execute(&self.0)
+            .execute(e)
             .await?;
         Ok(())
     }
 
-    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+    pub(super) async fn create<'e>(
+        e: impl sqlx::SqliteExecutor<'e>,
+        key: &str,
+        value: &[u8],
+    ) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO bench_raw_sessions (session_id, data, expiry) VALUES (?1, ?2, ?3)",
         )
         .bind(key)
         .bind(value)
         .bind(sqlite_time(expiry()))
-        .execute(&self.0)
+        .execute(e)
         .await?;
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- SQL, connections held
+
+/// A worker's own SQL connections, taken and given back by the handler itself, outside sqlx's
+/// pool: sqlx tests every connection given back to its pool with a round trip, and Satchel's
+/// SQL backend hands a finished connection on instead (`crates/satchel-sql/src/dialect/pool.rs`).
+/// The `*-raw-held` references make the same statements as `*-raw` this way, to show what
+/// that is worth without any session layer.
+pub(crate) struct Held<C> {
+    idle: RefCell<Vec<C>>,
+    free: tokio::sync::Semaphore,
+}
+
+impl<C> Held<C> {
+    /// `SATCHEL_POOL_SIZE` connections from `connect`, opened now.
+    async fn open<F, Fut>(connect: F) -> anyhow::Result<Held<C>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<C, sqlx::Error>>,
+    {
+        let size = pool_per_worker() as usize;
+        let mut idle = Vec::with_capacity(size);
+        for _ in 0..size {
+            idle.push(connect().await?);
+        }
+        Ok(Held {
+            idle: RefCell::new(idle),
+            free: tokio::sync::Semaphore::new(size),
+        })
+    }
+
+    /// Runs `statements` on an idle connection, waiting for one if none is.
+    async fn with<R>(
+        &self,
+        statements: impl AsyncFnOnce(&mut C) -> anyhow::Result<R>,
+    ) -> anyhow::Result<R> {
+        let permit = self.free.acquire().await?;
+        let mut conn = self
+            .idle
+            .borrow_mut()
+            .pop()
+            .context("held connections: a permit without a connection")?;
+        // A request cancelled mid-statement loses its connection and that connection's permit.
+        permit.forget();
+        let result = statements(&mut conn).await;
+        self.idle.borrow_mut().push(conn);
+        self.free.add_permits(1);
+        result
+    }
+}
+
+/// [`Held`] PostgreSQL connections with the statements of [`PostgresRaw`].
+pub(crate) struct PostgresHeld(Held<sqlx::PgConnection>);
+
+impl PostgresHeld {
+    pub(crate) async fn connect() -> anyhow::Result<PostgresHeld> {
+        let url = postgres_url();
+        Ok(PostgresHeld(
+            Held::open(|| sqlx::PgConnection::connect(&url)).await?,
+        ))
+    }
+}
+
+impl RawStore for PostgresHeld {
+    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.0.with(async |c| pg::get(c, key).await).await
+    }
+
+    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.0.with(async |c| pg::update(c, key, value).await).await
+    }
+
+    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.0.with(async |c| pg::create(c, key, value).await).await
+    }
+}
+
+/// [`Held`] MariaDB/MySQL connections with the statements of [`MysqlRaw`].
+pub(crate) struct MysqlHeld(Held<sqlx::MySqlConnection>);
+
+impl MysqlHeld {
+    pub(crate) async fn connect() -> anyhow::Result<MysqlHeld> {
+        let url = mysql_url();
+        Ok(MysqlHeld(
+            Held::open(|| sqlx::MySqlConnection::connect(&url)).await?,
+        ))
+    }
+}
+
+impl RawStore for MysqlHeld {
+    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.0.with(async |c| mysql::get(c, key).await).await
+    }
+
+    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.0
+            .with(async |c| mysql::update(c, key, value).await)
+            .await
+    }
+
+    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.0
+            .with(async |c| mysql::create(c, key, value).await)
+            .await
+    }
+}
+
+/// [`Held`] SQLite connections with the statements and settings of [`SqliteRaw`].
+pub(crate) struct SqliteHeld(Held<sqlx::SqliteConnection>);
+
+impl SqliteHeld {
+    pub(crate) async fn connect(url: String) -> anyhow::Result<SqliteHeld> {
+        let options = SqliteRaw::options(&url)?;
+        Ok(SqliteHeld(
+            Held::open(|| sqlx::SqliteConnection::connect_with(&options)).await?,
+        ))
+    }
+}
+
+impl RawStore for SqliteHeld {
+    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.0.with(async |c| sqlite::get(c, key).await).await
+    }
+
+    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.0
+            .with(async |c| sqlite::update(c, key, value).await)
+            .await
+    }
+
+    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.0
+            .with(async |c| sqlite::create(c, key, value).await)
+            .await
     }
 }
 

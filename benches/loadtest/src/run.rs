@@ -123,7 +123,7 @@ pub(crate) fn run(settings: Settings) -> anyhow::Result<()> {
                 .copied()
                 .filter(|w| target.supports(*w))
                 .collect();
-            let raw = target.name().ends_with("-raw") || *target == Target::Constant;
+            let raw = target.is_bare();
             runtime.block_on(client::verify(address, &workloads, raw))
         });
         match checked {

@@ -351,6 +351,32 @@ pub(crate) fn serve(
                         .configure(raw::routes::<raw::PostgresRaw>)
                 })
             }
+            Target::PostgresRawHeld => {
+                raw::PostgresRaw::prepare().await?;
+                serve_app!(port, workers, || {
+                    App::new()
+                        .data_factory(raw::PostgresHeld::connect)
+                        .configure(raw::routes::<raw::PostgresHeld>)
+                })
+            }
+            Target::MysqlRawHeld => {
+                raw::MysqlRaw::prepare().await?;
+                serve_app!(port, workers, || {
+                    App::new()
+                        .data_factory(raw::MysqlHeld::connect)
+                        .configure(raw::routes::<raw::MysqlHeld>)
+                })
+            }
+            Target::SqliteRawHeld => {
+                let url = sqlite_url(&data_dir, "raw.sqlite3");
+                raw::SqliteRaw::prepare(&url).await?;
+                serve_app!(port, workers, move || {
+                    let url = url.clone();
+                    App::new()
+                        .data_factory(move || raw::SqliteHeld::connect(url.clone()))
+                        .configure(raw::routes::<raw::SqliteHeld>)
+                })
+            }
             Target::MysqlRaw => {
                 raw::MysqlRaw::prepare().await?;
                 serve_app!(port, workers, || {

@@ -21,12 +21,15 @@ pub(crate) enum Target {
     MongodbSatchel,
     MongodbSatchelNoRefresh,
     PostgresRaw,
+    PostgresRawHeld,
     PostgresSatchel,
     PostgresSatchelNoRefresh,
     MysqlRaw,
+    MysqlRawHeld,
     MysqlSatchel,
     MysqlSatchelNoRefresh,
     SqliteRaw,
+    SqliteRawHeld,
     SqliteSatchel,
     SqliteSatchelNoRefresh,
     CookieActixSession,
@@ -104,7 +107,7 @@ impl Workload {
 }
 
 impl Target {
-    pub(crate) const ALL: [Target; 28] = [
+    pub(crate) const ALL: [Target; 31] = [
         Target::Constant,
         Target::SatchelMemory,
         Target::RedisRaw,
@@ -122,18 +125,39 @@ impl Target {
         Target::MongodbSatchel,
         Target::MongodbSatchelNoRefresh,
         Target::PostgresRaw,
+        Target::PostgresRawHeld,
         Target::PostgresSatchel,
         Target::PostgresSatchelNoRefresh,
         Target::MysqlRaw,
+        Target::MysqlRawHeld,
         Target::MysqlSatchel,
         Target::MysqlSatchelNoRefresh,
         Target::SqliteRaw,
+        Target::SqliteRawHeld,
         Target::SqliteSatchel,
         Target::SqliteSatchelNoRefresh,
         Target::CookieActixSession,
         Target::CookieSatchel,
         Target::CookieSatchelNoRefresh,
     ];
+
+    /// Whether the server is a bare handler without sessions, whose `/read/` answers a
+    /// constant instead of the user name.
+    pub(crate) fn is_bare(self) -> bool {
+        matches!(
+            self,
+            Target::Constant
+                | Target::RedisRaw
+                | Target::MemcachedRaw
+                | Target::MongodbRaw
+                | Target::PostgresRaw
+                | Target::PostgresRawHeld
+                | Target::MysqlRaw
+                | Target::MysqlRawHeld
+                | Target::SqliteRaw
+                | Target::SqliteRawHeld
+        )
+    }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -154,12 +178,15 @@ impl Target {
             Target::MongodbSatchel => "mongodb-satchel",
             Target::MongodbSatchelNoRefresh => "mongodb-satchel-norefresh",
             Target::PostgresRaw => "postgres-raw",
+            Target::PostgresRawHeld => "postgres-raw-held",
             Target::PostgresSatchel => "postgres-satchel",
             Target::PostgresSatchelNoRefresh => "postgres-satchel-norefresh",
             Target::MysqlRaw => "mariadb-raw",
+            Target::MysqlRawHeld => "mariadb-raw-held",
             Target::MysqlSatchel => "mariadb-satchel",
             Target::MysqlSatchelNoRefresh => "mariadb-satchel-norefresh",
             Target::SqliteRaw => "sqlite-raw",
+            Target::SqliteRawHeld => "sqlite-raw-held",
             Target::SqliteSatchel => "sqlite-satchel",
             Target::SqliteSatchelNoRefresh => "sqlite-satchel-norefresh",
             Target::CookieActixSession => "cookie-actix-session",
@@ -208,6 +235,9 @@ impl Target {
             Target::MysqlRaw => "bare handler, raw SELECT / SELECT+UPDATE, sqlx pool per worker",
             Target::MysqlSatchel => "Satchel, SESSION_TYPE=sqlalchemy (MariaDB), Flask cookie",
             Target::SqliteRaw => "bare handler, raw SELECT / SELECT+UPDATE, sqlx pool per worker",
+            Target::PostgresRawHeld | Target::MysqlRawHeld | Target::SqliteRawHeld => {
+                "the raw handler's statements on connections the worker holds itself, outside sqlx's pool (no round trip to test each one given back)"
+            }
             Target::SqliteSatchel => "Satchel, SESSION_TYPE=sqlalchemy (SQLite file), Flask cookie",
             Target::RedisSatchelNoRefresh
             | Target::MemcachedSatchelNoRefresh
@@ -240,13 +270,18 @@ impl Target {
             Target::MongodbRaw | Target::MongodbSatchel | Target::MongodbSatchelNoRefresh => {
                 Group::Mongodb
             }
-            Target::PostgresRaw | Target::PostgresSatchel | Target::PostgresSatchelNoRefresh => {
-                Group::Postgres
-            }
-            Target::MysqlRaw | Target::MysqlSatchel | Target::MysqlSatchelNoRefresh => Group::Mysql,
-            Target::SqliteRaw | Target::SqliteSatchel | Target::SqliteSatchelNoRefresh => {
-                Group::Sqlite
-            }
+            Target::PostgresRaw
+            | Target::PostgresRawHeld
+            | Target::PostgresSatchel
+            | Target::PostgresSatchelNoRefresh => Group::Postgres,
+            Target::MysqlRaw
+            | Target::MysqlRawHeld
+            | Target::MysqlSatchel
+            | Target::MysqlSatchelNoRefresh => Group::Mysql,
+            Target::SqliteRaw
+            | Target::SqliteRawHeld
+            | Target::SqliteSatchel
+            | Target::SqliteSatchelNoRefresh => Group::Sqlite,
             Target::CookieActixSession | Target::CookieSatchel | Target::CookieSatchelNoRefresh => {
                 Group::Cookie
             }
