@@ -509,6 +509,9 @@ mod tests {
     fn a_connection_given_back_is_parked_and_reused_without_sqlx() {
         run(async {
             let pool = one_connection_pool();
+            // Read directly: `Pool::sqlx` would give the parked connections back.
+            let sqlx_pool = pool.shared.pool.clone();
+            let parked = || super::lock(&pool.shared.parked).idle.len();
             let soon = || Instant::now() + Duration::from_secs(5);
             let mut conn = pool.acquire_until(soon()).await.unwrap();
             sqlx::query("CREATE TABLE t (x)")
@@ -517,19 +520,44 @@ mod tests {
                 .unwrap();
             conn.give_back();
             // Parked here, not idle in sqlx's pool: sqlx never saw it back.
-            assert_eq!(pool.sqlx().num_idle(), 0);
-            assert_eq!(pool.sqlx().size(), 1);
-            // The same connection: the in-memory database (one per connection) has the table.
+            assert_eq!(parked(), 1);
+            assert_eq!(sqlx_pool.num_idle(), 0);
+            assert_eq!(sqlx_pool.size(), 1);
+            // Taken again from the park: the same connection, whose in-memory database (one
+            // per connection) has the table.
             let mut conn = pool.acquire_until(soon()).await.unwrap();
+            assert_eq!(parked(), 0);
             sqlx::query("INSERT INTO t VALUES (1)")
                 .execute(&mut *conn)
                 .await
                 .unwrap();
-            assert_eq!(pool.sqlx().size(), 1);
+            assert_eq!(sqlx_pool.size(), 1);
             // Dropped without `give_back` (a failure, a cancelled statement): back to sqlx.
             drop(conn);
             tokio::time::sleep(Duration::from_millis(100)).await;
-            assert_eq!(pool.sqlx().num_idle(), 1);
+            assert_eq!(parked(), 0);
+            assert_eq!(sqlx_pool.num_idle(), 1);
+        });
+    }
+
+    #[test]
+    fn a_connection_given_back_after_its_waiter_gave_up_is_parked_not_lost() {
+        run(async {
+            let pool = one_connection_pool();
+            let conn = pool
+                .acquire_until(Instant::now() + Duration::from_secs(5))
+                .await
+                .unwrap();
+            let err = pool
+                .acquire_until(Instant::now() + Duration::from_millis(50))
+                .await
+                .expect_err("the only connection is taken");
+            assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err}");
+            conn.give_back();
+            assert_eq!(super::lock(&pool.shared.parked).idle.len(), 1);
+            pool.acquire_until(Instant::now() + Duration::from_millis(50))
+                .await
+                .expect("the parked connection");
         });
     }
 
