@@ -347,7 +347,8 @@ impl RawStore for PostgresRaw {
     }
 }
 
-/// The statements of the pg references, on a pool or on one connection.
+/// The PostgreSQL references' statements, on a pool (`postgres-raw`) or on one held connection
+/// (`postgres-raw-held`).
 mod pg {
     use super::*;
 
@@ -435,7 +436,8 @@ impl RawStore for MysqlRaw {
     }
 }
 
-/// The statements of the mysql references, on a pool or on one connection.
+/// The MariaDB/MySQL references' statements, on a pool (`mariadb-raw`) or on one held connection
+/// (`mariadb-raw-held`).
 mod mysql {
     use super::*;
 
@@ -532,7 +534,8 @@ impl RawStore for SqliteRaw {
     }
 }
 
-/// The statements of the sqlite references, on a pool or on one connection.
+/// The SQLite references' statements, on a pool (`sqlite-raw`) or on one held connection
+/// (`sqlite-raw-held`).
 mod sqlite {
     use super::*;
 
