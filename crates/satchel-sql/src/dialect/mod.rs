@@ -12,6 +12,20 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::table::TableName;
 
+/// The `attempt` of [`retry`] from the statements of one operation on `conn`:
+/// `attempt!(|conn| { … &mut *conn … })` runs them and hands the connection back with their
+/// result, as `retry` needs to park it after a success. A macro because the statements borrow
+/// the connection, and a closure taking `&mut` cannot say that its future does (the future of
+/// a `Backend` operation must be `Send`, which async closures cannot promise yet).
+macro_rules! attempt {
+    (|$conn:ident| $body:block) => {
+        |mut $conn| async move {
+            let result: Result<_, sqlx::Error> = async $body.await;
+            ($conn, result)
+        }
+    };
+}
+
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql;
 mod pool;
@@ -351,8 +365,10 @@ where
     for<'q> PrimitiveDateTime: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     (Option<Vec<u8>>, PrimitiveDateTime): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
-    retry(budget, pool, |mut conn| async move {
-        let result: Result<_, sqlx::Error> = async {
+    retry(
+        budget,
+        pool,
+        attempt!(|conn| {
             let row: Option<(Option<Vec<u8>>, PrimitiveDateTime)> =
                 sqlx::query_as(AssertSqlSafe(Arc::clone(load_with_expiry)))
                     .bind(key)
@@ -373,10 +389,8 @@ where
                     .await?;
             }
             Ok(data)
-        }
-        .await;
-        (conn, result)
-    })
+        }),
+    )
     .await
 }
 

@@ -341,17 +341,17 @@ impl MySqlStore {
         key: &str,
         now: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
                     .bind(key)
                     .bind(now)
                     .fetch_optional(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await
         .map(Option::flatten)
     }
@@ -382,8 +382,10 @@ impl MySqlStore {
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 let inserted = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
                     .bind(key)
                     .bind(value)
@@ -407,10 +409,8 @@ impl MySqlStore {
                     }
                     Err(e) => Err(e),
                 }
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await
     }
 
@@ -421,8 +421,10 @@ impl MySqlStore {
         value: &[u8],
         expiry: PrimitiveDateTime,
     ) -> Result<(), sqlx::Error> {
-        retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 let updated = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.update)))
                     .bind(value)
                     .bind(expiry)
@@ -439,10 +441,8 @@ impl MySqlStore {
                         .await?;
                 }
                 Ok(())
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await
     }
 
@@ -458,8 +458,10 @@ impl MySqlStore {
             until: expiry,
             stale_before,
         } = slide;
-        let done = retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        let done = retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
                     .bind(value)
                     .bind(stale_before)
@@ -469,10 +471,8 @@ impl MySqlStore {
                     .bind(now)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -484,33 +484,33 @@ impl MySqlStore {
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        let done = retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        let done = retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
                     .bind(expiry)
                     .bind(key)
                     .bind(now)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
     pub(crate) async fn delete(&self, budget: &Budget, key: &str) -> Result<(), sqlx::Error> {
-        retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
                     .bind(key)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(())
     }
@@ -520,16 +520,16 @@ impl MySqlStore {
         budget: &Budget,
         now: PrimitiveDateTime,
     ) -> Result<u64, sqlx::Error> {
-        let done = retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        let done = retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
                     .bind(now)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(done.rows_affected())
     }

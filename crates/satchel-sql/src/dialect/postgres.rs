@@ -249,17 +249,17 @@ impl PgStore {
         key: &str,
         now: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-        retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
                     .bind(key)
                     .bind(now)
                     .fetch_optional(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await
         .map(Option::flatten)
     }
@@ -290,8 +290,10 @@ impl PgStore {
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        let done = retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        let done = retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
                     .bind(key)
                     .bind(value)
@@ -299,10 +301,8 @@ impl PgStore {
                     .bind(now)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -314,8 +314,10 @@ impl PgStore {
         value: &[u8],
         expiry: PrimitiveDateTime,
     ) -> Result<(), sqlx::Error> {
-        retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 let updated = sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.update)))
                     .bind(value)
                     .bind(expiry)
@@ -332,10 +334,8 @@ impl PgStore {
                         .await?;
                 }
                 Ok(())
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await
     }
 
@@ -351,8 +351,10 @@ impl PgStore {
             until: expiry,
             stale_before,
         } = slide;
-        let done = retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        let done = retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
                     .bind(value)
                     .bind(expiry)
@@ -361,10 +363,8 @@ impl PgStore {
                     .bind(stale_before)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -376,33 +376,33 @@ impl PgStore {
         now: PrimitiveDateTime,
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
-        let done = retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        let done = retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
                     .bind(expiry)
                     .bind(key)
                     .bind(now)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
     pub(crate) async fn delete(&self, budget: &Budget, key: &str) -> Result<(), sqlx::Error> {
-        retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
                     .bind(key)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(())
     }
@@ -412,16 +412,16 @@ impl PgStore {
         budget: &Budget,
         now: PrimitiveDateTime,
     ) -> Result<u64, sqlx::Error> {
-        let done = retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        let done = retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
                     .bind(now)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(done.rows_affected())
     }

@@ -267,17 +267,17 @@ impl SqliteStore {
         now: PrimitiveDateTime,
     ) -> Result<Option<Vec<u8>>, sqlx::Error> {
         let now = &text(now);
-        retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query_scalar::<_, Option<Vec<u8>>>(AssertSqlSafe(Arc::clone(&self.sql.load)))
                     .bind(key)
                     .bind(now)
                     .fetch_optional(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await
         .map(Option::flatten)
     }
@@ -296,8 +296,10 @@ impl SqliteStore {
             &text(slide.until),
             &text(slide.stale_before),
         );
-        retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 let row: Option<(Option<Vec<u8>>, String)> =
                     sqlx::query_as(AssertSqlSafe(Arc::clone(&self.sql.load_with_expiry)))
                         .bind(key)
@@ -319,10 +321,8 @@ impl SqliteStore {
                         .await?;
                 }
                 Ok(data)
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await
     }
 
@@ -335,8 +335,10 @@ impl SqliteStore {
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
         let (now, expiry) = (&text(now), &text(expiry));
-        let done = retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        let done = retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.insert)))
                     .bind(key)
                     .bind(value)
@@ -344,10 +346,8 @@ impl SqliteStore {
                     .bind(now)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -360,18 +360,18 @@ impl SqliteStore {
         expiry: PrimitiveDateTime,
     ) -> Result<(), sqlx::Error> {
         let expiry = &text(expiry);
-        retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.store)))
                     .bind(key)
                     .bind(value)
                     .bind(expiry)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(())
     }
@@ -388,8 +388,10 @@ impl SqliteStore {
             &text(slide.until),
             &text(slide.stale_before),
         );
-        let done = retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        let done = retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.replace)))
                     .bind(value)
                     .bind(expiry)
@@ -398,10 +400,8 @@ impl SqliteStore {
                     .bind(stale_before)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -414,33 +414,33 @@ impl SqliteStore {
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
         let (now, expiry) = (&text(now), &text(expiry));
-        let done = retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        let done = retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.touch)))
                     .bind(expiry)
                     .bind(key)
                     .bind(now)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
     pub(crate) async fn delete(&self, budget: &Budget, key: &str) -> Result<(), sqlx::Error> {
-        retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.delete)))
                     .bind(key)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(())
     }
@@ -452,16 +452,16 @@ impl SqliteStore {
         now: PrimitiveDateTime,
     ) -> Result<u64, sqlx::Error> {
         let now = &text(now);
-        let done = retry(budget, &self.pool, |mut conn| async move {
-            let result: Result<_, sqlx::Error> = async {
+        let done = retry(
+            budget,
+            &self.pool,
+            attempt!(|conn| {
                 sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.purge)))
                     .bind(now)
                     .execute(&mut *conn)
                     .await
-            }
-            .await;
-            (conn, result)
-        })
+            }),
+        )
         .await?;
         Ok(done.rows_affected())
     }
