@@ -307,6 +307,45 @@ fn sqlite_time(t: PrimitiveDateTime) -> String {
     )
 }
 
+/// `RawStore` for a SQL reference from its dialect's statement module: on its sqlx pool
+/// (`pool`) or on a connection of its [`Held`] set (`held`).
+macro_rules! sql_raw_store {
+    ($store:ty, $statements:ident, pool) => {
+        impl RawStore for $store {
+            async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+                $statements::get(&self.0, key).await
+            }
+
+            async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+                $statements::update(&self.0, key, value).await
+            }
+
+            async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+                $statements::create(&self.0, key, value).await
+            }
+        }
+    };
+    ($store:ty, $statements:ident, held) => {
+        impl RawStore for $store {
+            async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+                self.0.with(async |c| $statements::get(c, key).await).await
+            }
+
+            async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+                self.0
+                    .with(async |c| $statements::update(c, key, value).await)
+                    .await
+            }
+
+            async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+                self.0
+                    .with(async |c| $statements::create(c, key, value).await)
+                    .await
+            }
+        }
+    };
+}
+
 /// PostgreSQL through sqlx, on Flask-Session's table layout.
 pub(crate) struct PostgresRaw(PgPool);
 
@@ -333,19 +372,7 @@ impl PostgresRaw {
     }
 }
 
-impl RawStore for PostgresRaw {
-    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        pg::get(&self.0, key).await
-    }
-
-    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        pg::update(&self.0, key, value).await
-    }
-
-    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        pg::create(&self.0, key, value).await
-    }
-}
+sql_raw_store!(PostgresRaw, pg, pool);
 
 /// The PostgreSQL references' statements, on a pool (`postgres-raw`) or on one held connection
 /// (`postgres-raw-held`).
@@ -422,19 +449,7 @@ impl MysqlRaw {
     }
 }
 
-impl RawStore for MysqlRaw {
-    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        mysql::get(&self.0, key).await
-    }
-
-    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        mysql::update(&self.0, key, value).await
-    }
-
-    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        mysql::create(&self.0, key, value).await
-    }
-}
+sql_raw_store!(MysqlRaw, mysql, pool);
 
 /// The MariaDB/MySQL references' statements, on a pool (`mariadb-raw`) or on one held connection
 /// (`mariadb-raw-held`).
@@ -520,19 +535,7 @@ impl SqliteRaw {
     }
 }
 
-impl RawStore for SqliteRaw {
-    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        sqlite::get(&self.0, key).await
-    }
-
-    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        sqlite::update(&self.0, key, value).await
-    }
-
-    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        sqlite::create(&self.0, key, value).await
-    }
-}
+sql_raw_store!(SqliteRaw, sqlite, pool);
 
 /// The SQLite references' statements, on a pool (`sqlite-raw`) or on one held connection
 /// (`sqlite-raw-held`).
@@ -645,19 +648,7 @@ impl PostgresHeld {
     }
 }
 
-impl RawStore for PostgresHeld {
-    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        self.0.with(async |c| pg::get(c, key).await).await
-    }
-
-    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        self.0.with(async |c| pg::update(c, key, value).await).await
-    }
-
-    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        self.0.with(async |c| pg::create(c, key, value).await).await
-    }
-}
+sql_raw_store!(PostgresHeld, pg, held);
 
 /// [`Held`] MariaDB/MySQL connections with the statements of [`MysqlRaw`].
 pub(crate) struct MysqlHeld(Held<sqlx::MySqlConnection>);
@@ -671,23 +662,7 @@ impl MysqlHeld {
     }
 }
 
-impl RawStore for MysqlHeld {
-    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        self.0.with(async |c| mysql::get(c, key).await).await
-    }
-
-    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        self.0
-            .with(async |c| mysql::update(c, key, value).await)
-            .await
-    }
-
-    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        self.0
-            .with(async |c| mysql::create(c, key, value).await)
-            .await
-    }
-}
+sql_raw_store!(MysqlHeld, mysql, held);
 
 /// [`Held`] SQLite connections with the statements and settings of [`SqliteRaw`].
 pub(crate) struct SqliteHeld(Held<sqlx::SqliteConnection>);
@@ -701,23 +676,7 @@ impl SqliteHeld {
     }
 }
 
-impl RawStore for SqliteHeld {
-    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        self.0.with(async |c| sqlite::get(c, key).await).await
-    }
-
-    async fn update(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        self.0
-            .with(async |c| sqlite::update(c, key, value).await)
-            .await
-    }
-
-    async fn create(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        self.0
-            .with(async |c| sqlite::create(c, key, value).await)
-            .await
-    }
-}
+sql_raw_store!(SqliteHeld, sqlite, held);
 
 #[cfg(test)]
 mod tests {

@@ -210,6 +210,19 @@ macro_rules! serve_app {
     };
 }
 
+/// [`serve_app!`] for a bare handler: the raw routes over `$store`, one built per worker by
+/// `$connect`.
+macro_rules! serve_raw {
+    ($port:expr, $workers:expr, $store:ty, $connect:expr) => {{
+        let connect = $connect;
+        serve_app!($port, $workers, move || {
+            App::new()
+                .data_factory(connect.clone())
+                .configure(raw::routes::<$store>)
+        })
+    }};
+}
+
 /// Runs the server of `target` until the process is killed.
 pub(crate) fn serve(
     target: Target,
@@ -321,78 +334,48 @@ pub(crate) fn serve(
             }
             Target::RedisRaw => {
                 let client = raw::redis_client()?;
-                serve_app!(port, workers, move || {
-                    let client = client.clone();
-                    App::new()
-                        .data_factory(move || raw::RedisRaw::connect(client.clone()))
-                        .configure(raw::routes::<raw::RedisRaw>)
-                })
+                serve_raw!(
+                    port,
+                    workers,
+                    raw::RedisRaw,
+                    move || raw::RedisRaw::connect(client.clone())
+                )
             }
             Target::MemcachedRaw => {
-                serve_app!(port, workers, || {
-                    App::new()
-                        .data_factory(raw::MemcachedRaw::connect)
-                        .configure(raw::routes::<raw::MemcachedRaw>)
-                })
+                serve_raw!(port, workers, raw::MemcachedRaw, raw::MemcachedRaw::connect)
             }
             Target::MongodbRaw => {
                 raw::MongodbRaw::prepare().await?;
-                serve_app!(port, workers, || {
-                    App::new()
-                        .data_factory(raw::MongodbRaw::connect)
-                        .configure(raw::routes::<raw::MongodbRaw>)
-                })
+                serve_raw!(port, workers, raw::MongodbRaw, raw::MongodbRaw::connect)
             }
             Target::PostgresRaw => {
                 raw::PostgresRaw::prepare().await?;
-                serve_app!(port, workers, || {
-                    App::new()
-                        .data_factory(raw::PostgresRaw::connect)
-                        .configure(raw::routes::<raw::PostgresRaw>)
-                })
+                serve_raw!(port, workers, raw::PostgresRaw, raw::PostgresRaw::connect)
             }
             Target::PostgresRawHeld => {
                 raw::PostgresRaw::prepare().await?;
-                serve_app!(port, workers, || {
-                    App::new()
-                        .data_factory(raw::PostgresHeld::connect)
-                        .configure(raw::routes::<raw::PostgresHeld>)
-                })
+                serve_raw!(port, workers, raw::PostgresHeld, raw::PostgresHeld::connect)
             }
             Target::MysqlRawHeld => {
                 raw::MysqlRaw::prepare().await?;
-                serve_app!(port, workers, || {
-                    App::new()
-                        .data_factory(raw::MysqlHeld::connect)
-                        .configure(raw::routes::<raw::MysqlHeld>)
-                })
+                serve_raw!(port, workers, raw::MysqlHeld, raw::MysqlHeld::connect)
             }
             Target::SqliteRawHeld => {
                 let url = sqlite_url(&data_dir, "raw.sqlite3");
                 raw::SqliteRaw::prepare(&url).await?;
-                serve_app!(port, workers, move || {
-                    let url = url.clone();
-                    App::new()
-                        .data_factory(move || raw::SqliteHeld::connect(url.clone()))
-                        .configure(raw::routes::<raw::SqliteHeld>)
+                serve_raw!(port, workers, raw::SqliteHeld, move || {
+                    raw::SqliteHeld::connect(url.clone())
                 })
             }
             Target::MysqlRaw => {
                 raw::MysqlRaw::prepare().await?;
-                serve_app!(port, workers, || {
-                    App::new()
-                        .data_factory(raw::MysqlRaw::connect)
-                        .configure(raw::routes::<raw::MysqlRaw>)
-                })
+                serve_raw!(port, workers, raw::MysqlRaw, raw::MysqlRaw::connect)
             }
             Target::SqliteRaw => {
                 let url = sqlite_url(&data_dir, "raw.sqlite3");
                 raw::SqliteRaw::prepare(&url).await?;
-                serve_app!(port, workers, move || {
-                    let url = url.clone();
-                    App::new()
-                        .data_factory(move || raw::SqliteRaw::connect(url.clone()))
-                        .configure(raw::routes::<raw::SqliteRaw>)
+                serve_raw!(port, workers, raw::SqliteRaw, move || {
+                    raw::SqliteRaw::connect(url.clone())
                 })
             }
         }
