@@ -82,6 +82,15 @@ async fn connect_with(
     SqlBackend::connect(&config).await
 }
 
+/// A backend on a database file in `dir`, and the name of its table.
+async fn connect_in(dir: &TempDir) -> (SqlBackend, String) {
+    let mut table = String::new();
+    let backend = connect_with(dir, |c| table = c.sqlalchemy_table.clone())
+        .await
+        .unwrap();
+    (backend, table)
+}
+
 async fn raw_pool(dir: &TempDir) -> sqlx::SqlitePool {
     let url = format!("{}?mode=rwc", url_in(dir));
     sqlx::SqlitePool::connect(&url).await.expect("raw pool")
@@ -91,10 +100,7 @@ async fn raw_pool(dir: &TempDir) -> sqlx::SqlitePool {
 fn created_table_has_flask_sessions_columns_and_an_expiry_index() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
-        let mut table = String::new();
-        let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
-            .await
-            .unwrap();
+        let (backend, table) = connect_in(&dir).await;
         let pool = backend.sqlite_pool().unwrap();
         let columns: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid",
@@ -138,10 +144,7 @@ fn created_table_has_flask_sessions_columns_and_an_expiry_index() {
 fn rows_are_written_as_flask_session_writes_them() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
-        let mut table = String::new();
-        let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
-            .await
-            .unwrap();
+        let (backend, table) = connect_in(&dir).await;
         let key = fresh_key();
         backend.store(&key, b"\x81\xa1a\x01", LONG).await.unwrap();
         let row = sqlx::query(
@@ -176,10 +179,7 @@ fn rows_are_written_as_flask_session_writes_them() {
 fn a_row_written_by_flask_session_is_read_and_expires_on_time() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
-        let mut table = String::new();
-        let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
-            .await
-            .unwrap();
+        let (backend, table) = connect_in(&dir).await;
         let (live, dead) = (fresh_key(), fresh_key());
         let insert: &'static str = format!(
             "INSERT INTO \"{table}\" (session_id, data, expiry) VALUES (?1, ?2, ?3), (?4, ?2, ?5)"
@@ -533,10 +533,7 @@ macro_rules! expiry_scenarios {
             fn $name() {
                 run(async {
                     let dir = tempfile::tempdir().unwrap();
-                    let mut table = String::new();
-                    let backend = connect_with(&dir, |c| table = c.sqlalchemy_table.clone())
-                        .await
-                        .unwrap();
+                    let (backend, table) = connect_in(&dir).await;
                     $scenario(&backend, |key| expiry_of(&backend, &table, key)).await;
                 });
             }
