@@ -37,9 +37,10 @@ pub trait Backend: Send + Sync + 'static {
     -> impl Future<Output = Result<Option<Vec<u8>>, BackendError>> + Send;
 
     /// Returns the value under `key` and extends its TTL to `ttl`, in one round trip where the
-    /// backend can (Redis `GETEX`, memcached `GAT`).
+    /// backend can (memcached `GAT`).
     ///
-    /// Backends where a write costs far more than a read (SQL, MongoDB) coalesce the extension:
+    /// Backends where a write costs far more than a read (Redis with persistence or replicas,
+    /// SQL, MongoDB) coalesce the extension:
     /// they read the value with its expiry and write `now + ttl` only when the stored expiry is
     /// more than [`touch_granularity`]`(ttl)` short of it, with a conditional write that never
     /// shortens an expiry and never revives an expired or deleted value.

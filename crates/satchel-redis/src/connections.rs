@@ -18,7 +18,7 @@ use deadpool_redis::redis::cluster_async::ClusterConnection;
 use deadpool_redis::redis::sentinel::SentinelClient;
 use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo,
-    RedisError, RedisResult, ServerErrorKind,
+    Pipeline, RedisError, RedisResult, ServerErrorKind,
 };
 use satchel_core::{BackendError, Operation, PerThread};
 
@@ -144,11 +144,33 @@ enum Conn {
 }
 
 impl Conn {
-    async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
-        match self {
-            Conn::Single(c) => cmd.query_async(c).await,
-            Conn::Cluster(c) => cmd.query_async(c).await,
+    async fn query<T: FromRedisValue>(&mut self, request: Request<'_>) -> RedisResult<T> {
+        match (self, request) {
+            (Conn::Single(c), Request::Command(cmd)) => cmd.query_async(c).await,
+            (Conn::Cluster(c), Request::Command(cmd)) => cmd.query_async(c).await,
+            (Conn::Single(c), Request::Pipeline(pipe)) => pipe.query_async(c).await,
+            (Conn::Cluster(c), Request::Pipeline(pipe)) => pipe.query_async(c).await,
         }
+    }
+}
+
+/// What [`Connections::query`] sends in one write: a single command, or a pipeline whose
+/// replies come back together (on a cluster, all of a pipeline's keys must share a slot).
+#[derive(Clone, Copy)]
+pub(crate) enum Request<'a> {
+    Command(&'a Cmd),
+    Pipeline(&'a Pipeline),
+}
+
+impl<'a> From<&'a Cmd> for Request<'a> {
+    fn from(cmd: &'a Cmd) -> Request<'a> {
+        Request::Command(cmd)
+    }
+}
+
+impl<'a> From<&'a Pipeline> for Request<'a> {
+    fn from(pipe: &'a Pipeline) -> Request<'a> {
+        Request::Pipeline(pipe)
     }
 }
 
@@ -265,18 +287,19 @@ impl Connections {
             })
     }
 
-    /// Sends one command on this thread's connection (see [`Connections::slot`]) and returns
-    /// its reply. A thread's connection is opened by its first command.
+    /// Sends one command or pipeline on this thread's connection (see [`Connections::slot`])
+    /// and returns its reply. A thread's connection is opened by its first command.
     ///
     /// A connection that turns out to be dropped (server restarted, network reset, or a
     /// demoted Sentinel master answering `READONLY`) is reopened and the command sent once
     /// more. A command that times out is not retried, since the server may be merely slow,
     /// but its connection is replaced for the next request, in case it was silently cut.
-    pub(crate) async fn query<T: FromRedisValue>(
+    pub(crate) async fn query<'a, T: FromRedisValue>(
         &self,
         op: Operation,
-        cmd: &Cmd,
+        request: impl Into<Request<'a>>,
     ) -> Result<T, BackendError> {
+        let request = request.into();
         let slot = &*self.slot();
         let mut retried = false;
         loop {
@@ -288,7 +311,9 @@ impl Connections {
                 (None, generation) => Box::pin(self.reconnect(slot, generation, op)).await?,
             };
             let error =
-                match tokio::time::timeout(self.options.operation_timeout, conn.query(cmd)).await {
+                match tokio::time::timeout(self.options.operation_timeout, conn.query(request))
+                    .await
+                {
                     Ok(Ok(reply)) => return Ok(reply),
                     Ok(Err(e)) if !e.is_timeout() => e,
                     Ok(Err(_)) | Err(_) => {

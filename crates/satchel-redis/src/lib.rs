@@ -12,7 +12,7 @@ pub mod testing;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub use backend::{MAX_TTL_SECS, RedisBackend, ttl_seconds};
+pub use backend::{MAX_TTL_SECS, RedisBackend, expiry_lags, ttl_seconds};
 pub use config::{
     ConnectOptions, DEFAULT_URL, MAX_SHARED_CONNECTIONS, RedisConfig, SETTING, redact_url,
 };

@@ -281,7 +281,7 @@ impl CommandCounter {
     }
 
     /// Calls per command since the last [`reset`](Self::reset), by lower-case name
-    /// (`"get"`, `"getex"`, `"set"`; subcommands as `"client|setinfo"`).
+    /// (`"get"`, `"pttl"`, `"set"`; subcommands as `"client|setinfo"`).
     pub async fn counts(&mut self) -> BTreeMap<String, u64> {
         let info: String = redis::cmd("INFO")
             .arg("commandstats")

@@ -1,4 +1,5 @@
-//! Each operation is exactly one Redis command, counted on a private server.
+//! Each operation is one round trip of the expected Redis commands, counted on a private
+//! server.
 
 mod common;
 
@@ -17,7 +18,7 @@ fn counts(pairs: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
 }
 
 #[test]
-fn a_read_is_one_command_and_a_read_then_write_is_two() {
+fn a_read_is_one_command_a_sliding_read_two_pipelined_and_a_read_then_write_two() {
     if skipped(None) {
         return;
     }
@@ -38,9 +39,10 @@ fn a_read_is_one_command_and_a_read_then_write_is_two() {
 
             counter.reset().await;
             assert!(backend.load_and_touch(&key, LONG).await.unwrap().is_some());
+            // A fresh expiry is read, not rewritten.
             assert_eq!(
                 counter.counts().await,
-                counts(&[("getex", 1)]),
+                counts(&[("get", 1), ("pttl", 1)]),
                 "load_and_touch"
             );
 
@@ -53,6 +55,51 @@ fn a_read_is_one_command_and_a_read_then_write_is_two() {
                 "load + store"
             );
         }
+
+        // An expiry more than the touch granularity short is extended, and only then.
+        let lagging = fresh_key();
+        backend.store(&lagging, b"v", LONG / 2).await.unwrap();
+        counter.reset().await;
+        assert!(
+            backend
+                .load_and_touch(&lagging, LONG)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            counter.counts().await,
+            counts(&[("get", 1), ("pttl", 1), ("expire", 1)]),
+            "load_and_touch of a lagging expiry"
+        );
+        counter.reset().await;
+        assert!(
+            backend
+                .load_and_touch(&lagging, LONG)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            counter.counts().await,
+            counts(&[("get", 1), ("pttl", 1)]),
+            "load_and_touch right after the extension"
+        );
+
+        // A missing key is not touched.
+        counter.reset().await;
+        assert!(
+            backend
+                .load_and_touch(&fresh_key(), LONG)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            counter.counts().await,
+            counts(&[("get", 1), ("pttl", 1)]),
+            "load_and_touch of a missing key"
+        );
 
         for (what, expected) in [
             ("insert", "set"),

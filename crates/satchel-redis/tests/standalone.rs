@@ -77,12 +77,28 @@ fn sub_second_ttls_become_one_second_and_fractions_round_up() {
         );
         let ttl: i64 = redis.ttl(&key).await.unwrap();
         assert_eq!(ttl, 3);
+        // A sliding read never shortens a TTL...
         assert_eq!(
             backend.load_and_touch(&key, Duration::ZERO).await.unwrap(),
             Some(b"v".to_vec())
         );
         let ttl: i64 = redis.ttl(&key).await.unwrap();
-        assert_eq!(ttl, 1);
+        assert_eq!(ttl, 3);
+        // ...and extends a lagging one, rounded up the same way.
+        let short = fresh_key();
+        backend
+            .store(&short, b"v", Duration::from_millis(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            backend
+                .load_and_touch(&short, Duration::from_millis(1500))
+                .await
+                .unwrap(),
+            Some(b"v".to_vec())
+        );
+        let ttl: i64 = redis.ttl(&short).await.unwrap();
+        assert_eq!(ttl, 2);
     });
 }
 
