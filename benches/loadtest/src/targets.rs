@@ -294,8 +294,9 @@ impl Target {
     }
 
     /// Satchel with `SESSION_REFRESH_EACH_REQUEST=false`, to show what Flask's refresh on every
-    /// read costs: a `Set-Cookie` on every response, and extending the expiry (one command with
-    /// the read on Redis and memcached, a write now and then on SQL and MongoDB). The raw
+    /// read costs: a `Set-Cookie` on every response, and extending the expiry (get-and-touch on
+    /// memcached; on Redis, SQL and MongoDB the expiry read with the value and written only when
+    /// it lags by more than the touch granularity). The raw
     /// references and actix-session's stores do neither.
     pub(crate) fn no_refresh(self) -> bool {
         self.name().ends_with("-norefresh")
