@@ -291,7 +291,7 @@ impl<B: Backend> SessionStore for Store<B> {
         ttl: &CookieDuration,
     ) -> anyhow::Result<()> {
         if self.inner.refresh_each_request {
-            // `load` already extended the TTL in the same round trip.
+            // `load` already extended the TTL where it lagged (`Backend::load_and_touch`).
             return Ok(());
         }
         if let Some(key) = self.store_key(session_key.as_ref()) {
