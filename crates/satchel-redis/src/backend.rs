@@ -1,4 +1,5 @@
-//! [`RedisBackend`]: Flask-Session's Redis layout, one round trip per operation.
+//! [`RedisBackend`]: Flask-Session's Redis layout, one round trip per operation (a sliding
+//! read adds an `EXPIRE` only when the key's TTL lags).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +41,8 @@ pub const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
 ///
 /// # Connections, and where deadpool-redis fits
 ///
-/// Each operation is one round trip. There is no per-request pool checkout:
+/// Each operation is one round trip (a sliding read whose TTL lags, one more for its
+/// `EXPIRE`). There is no per-request pool checkout:
 /// deadpool-redis recycles a connection on every checkout by sending `UNWATCH` and `PING`
 /// (see its `Manager::recycle`), which would make a read-only request cost three commands and
 /// an extra round trip instead of one, and a checked-out connection serves one request at a
@@ -218,9 +220,9 @@ impl Backend for RedisBackend {
         ttl: Duration,
     ) -> Result<Option<Vec<u8>>, BackendError> {
         // `GET` and `PTTL` in one round trip, both reads. A `GETEX … EX` here would be a write
-        // on every read: appended to the AOF, counted toward snapshots and sent to replicas
-        // (BENCHMARKS.md measured 9–11 µs of redis-server CPU per read against 2.7 µs for a
-        // plain `GET`, with AOF on). The expiry is written only when it lags.
+        // on every read: appended to the AOF (about 95 bytes per read in BENCHMARKS.md, and the
+        // background rewrites and saves that growth sets off), counted toward snapshots and sent
+        // to replicas. The expiry is written only when it lags.
         let mut read = redis::pipe();
         read.cmd("GET").arg(key).cmd("PTTL").arg(key);
         let (value, pttl): (Option<Vec<u8>>, i64) = self
