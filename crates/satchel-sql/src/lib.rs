@@ -78,11 +78,6 @@
 //! retried on a fresh connection until the operation timeout, so the first request after the
 //! database is back succeeds; a lock wait that ran out is not retried.
 //!
-//! On SQLite, which lets one connection write at a time, a process's writes take turns on an
-//! async lock before they check out a connection, so they queue behind each other instead of
-//! meeting `SQLITE_BUSY` and SQLite's busy handler, which sleeps a millisecond or more before
-//! each retry. Writers in other processes on the same file still meet the busy handler.
-//!
 //! # Timeouts: the database gives up first
 //!
 //! `SATCHEL_OPERATION_TIMEOUT` (T) bounds the wait for a pooled connection and every wait
