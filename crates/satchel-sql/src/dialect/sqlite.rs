@@ -116,14 +116,6 @@ pub(crate) struct SqliteStore {
     pool: Pool<Sqlite>,
     sql: Sql,
     busy_timeout: Duration,
-    /// This process's writers take turns here. SQLite lets one connection write at a time; a
-    /// second one gets SQLITE_BUSY, and SQLite's busy handler sleeps (1, 2, 5, 10 ms and
-    /// longer) before it tries again, however soon the first write ends. Queued here, a writer
-    /// waits only as long as the writes before it take. The turn is taken before a connection
-    /// is checked out, so a writer waiting for its turn never holds a connection that the
-    /// writer whose turn it is needs. Other processes on the same file still meet the busy
-    /// handler, as before.
-    writes: tokio::sync::Mutex<()>,
 }
 
 fn unusable_file(url: &str, path: &Path, error: impl std::fmt::Display) -> ConfigError {
@@ -191,7 +183,6 @@ impl SqliteStore {
             pool: Pool::new(pool),
             sql: Sql::new(&quoted),
             busy_timeout,
-            writes: tokio::sync::Mutex::new(()),
         };
         store
             .prepare_schema(&table, &quoted, config.sqlalchemy_create_table)
@@ -320,10 +311,6 @@ impl SqliteStore {
                 };
                 // Compared as text, as SQLite compares the column: the fixed-width form sorts by time.
                 if stored < *stale_before {
-                    // Without a turn in `writes`: this connection is held already, and waiting
-                    // for a turn while holding it is what `writes` must never do. This write
-                    // comes at most once per session per touch granularity; SQLite's busy
-                    // handler orders it.
                     budget.sending();
                     sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.slide_expiry)))
                         .bind(expiry)
@@ -348,7 +335,6 @@ impl SqliteStore {
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
         let (now, expiry) = (&text(now), &text(expiry));
-        let _turn = self.writes.lock().await;
         let done = retry(
             budget,
             &self.pool,
@@ -374,7 +360,6 @@ impl SqliteStore {
         expiry: PrimitiveDateTime,
     ) -> Result<(), sqlx::Error> {
         let expiry = &text(expiry);
-        let _turn = self.writes.lock().await;
         retry(
             budget,
             &self.pool,
@@ -403,7 +388,6 @@ impl SqliteStore {
             &text(slide.until),
             &text(slide.stale_before),
         );
-        let _turn = self.writes.lock().await;
         let done = retry(
             budget,
             &self.pool,
@@ -430,7 +414,6 @@ impl SqliteStore {
         expiry: PrimitiveDateTime,
     ) -> Result<bool, sqlx::Error> {
         let (now, expiry) = (&text(now), &text(expiry));
-        let _turn = self.writes.lock().await;
         let done = retry(
             budget,
             &self.pool,
@@ -448,7 +431,6 @@ impl SqliteStore {
     }
 
     pub(crate) async fn delete(&self, budget: &Budget, key: &str) -> Result<(), sqlx::Error> {
-        let _turn = self.writes.lock().await;
         retry(
             budget,
             &self.pool,
@@ -470,7 +452,6 @@ impl SqliteStore {
         now: PrimitiveDateTime,
     ) -> Result<u64, sqlx::Error> {
         let now = &text(now);
-        let _turn = self.writes.lock().await;
         let done = retry(
             budget,
             &self.pool,
