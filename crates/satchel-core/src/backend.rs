@@ -42,8 +42,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Backends where a write costs far more than a read (Redis with persistence or replicas,
     /// SQL, MongoDB) coalesce the extension:
     /// they read the value with its expiry and write `now + ttl` only when the stored expiry is
-    /// more than [`touch_granularity`]`(ttl)` short of it, with a conditional write that never
-    /// shortens an expiry and never revives an expired or deleted value.
+    /// more than [`touch_granularity`]`(ttl)` short of it. The write never revives an expired
+    /// or deleted value (SQL and MongoDB make it conditional on the expiry just read, so it
+    /// never shortens an expiry another request wrote meanwhile either; Redis's `EXPIRE` does
+    /// nothing to a deleted key).
     fn load_and_touch(
         &self,
         key: &str,
