@@ -201,6 +201,12 @@ pub fn expiry_lags(pttl: i64, ttl: Duration) -> bool {
     u128::try_from(pttl).is_ok_and(|left| left + slack < wanted)
 }
 
+fn expire(key: &str, ttl: Duration) -> redis::Cmd {
+    let mut cmd = redis::cmd("EXPIRE");
+    cmd.arg(key).arg(ttl_seconds(ttl));
+    cmd
+}
+
 fn set(key: &str, value: &[u8], ttl: Duration) -> redis::Cmd {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key).arg(value).arg("EX").arg(ttl_seconds(ttl));
@@ -230,13 +236,11 @@ impl Backend for RedisBackend {
             .query(Operation::LoadAndTouch, &read)
             .await?;
         if value.is_some() && expiry_lags(pttl, ttl) {
-            let mut extend = redis::cmd("EXPIRE");
-            extend.arg(key).arg(ttl_seconds(ttl));
             // `EXPIRE` of a key deleted since the read does nothing, so this never revives a
             // session that was logged out meanwhile.
             let _extended: bool = self
                 .connections
-                .query(Operation::LoadAndTouch, &extend)
+                .query(Operation::LoadAndTouch, &expire(key, ttl))
                 .await?;
         }
         Ok(value)
@@ -265,9 +269,9 @@ impl Backend for RedisBackend {
     }
 
     async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, BackendError> {
-        let mut cmd = redis::cmd("EXPIRE");
-        cmd.arg(key).arg(ttl_seconds(ttl));
-        self.connections.query(Operation::Touch, &cmd).await
+        self.connections
+            .query(Operation::Touch, &expire(key, ttl))
+            .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), BackendError> {
