@@ -10,6 +10,15 @@
 # data, logs and pid files under $SATCHEL_SERVICES_DIR (default $REPO/.services).
 # Missing Debian packages are installed with apt-get (through sudo when not root).
 # SATCHEL_SKIP_{REDIS,MEMCACHED,POSTGRES,MYSQL,MONGODB}=1 leaves that backend alone.
+#
+# SATCHEL_SERVICES picks who runs the shared servers (Redis 6379, memcached 11211/11212,
+# PostgreSQL, MariaDB, MongoDB):
+#   auto    (default) Docker Compose when a Docker engine answers, else native daemons;
+#   docker  Docker Compose (docker-compose.yml, project "satchel"; a real `mongo`);
+#   native  daemons from Debian packages (SecantusDB for MongoDB).
+# Either way Redis Cluster and Sentinel run as native daemons, and the server binaries
+# some tests start privately (redis-server, memcached, PostgreSQL's) come from Debian
+# packages, so a machine without apt-get needs those installed (or the backend skipped).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +42,9 @@ MONGODB_PORT=27017
 POSTGRES_URL="postgres://satchel:satchel@127.0.0.1:$POSTGRES_PORT/satchel"
 MYSQL_URL="mysql://satchel:satchel@127.0.0.1:$MYSQL_PORT/satchel"
 MONGODB_URL="mongodb://127.0.0.1:$MONGODB_PORT"
+
+SERVICES_MODE=${SATCHEL_SERVICES:-auto}
+COMPOSE_PROJECT=satchel
 
 # ---------------------------------------------------------------- helpers
 
@@ -189,6 +201,8 @@ remove_policy_rc() {
 }
 
 apt_install() {
+  command -v apt-get >/dev/null ||
+    die "missing: $* (Debian package names), and no apt-get to install them: install the servers' binaries yourself, or set SATCHEL_SKIP_<BACKEND>=1 for the backends to leave out"
   say "services.sh: installing Debian packages: $*"
   # Keep the packages' init scripts from starting distro-configured servers on
   # the very ports we are about to use (policy-rc.d exit 101 = "don't start").
@@ -225,11 +239,13 @@ ensure_packages() {
     if ! pg_bindir >/dev/null; then pkgs+=(postgresql); fi
     if ! find_bin psql >/dev/null; then pkgs+=(postgresql-client); fi
   fi
-  if ! skipped MYSQL; then
+  # With Docker Compose, MariaDB and MongoDB only ever run in their containers; the
+  # Redis, memcached and PostgreSQL binaries are still needed by the tests' private servers.
+  if ! skipped MYSQL && [[ $SERVICES_MODE != docker ]]; then
     if ! { find_bin mariadbd mysqld && find_bin mariadb-install-db mysql_install_db &&
       find_bin mariadb mysql; } >/dev/null; then pkgs+=(mariadb-server mariadb-client); fi
   fi
-  if ! skipped MONGODB; then
+  if ! skipped MONGODB && [[ $SERVICES_MODE != docker ]]; then
     if ! command -v python3 >/dev/null; then
       pkgs+=(python3 python3-venv)
     elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
@@ -508,7 +524,9 @@ up_mysql() {
   local log="$MY_DIR/mariadb.log" data="$MY_DIR/data" user_args=() server
   if port_open "$MYSQL_PORT"; then
     say "mysql ($MYSQL_PORT): already running"
-    mysql_ok || warn "mysql: port $MYSQL_PORT answers but $MYSQL_URL does not log in"
+    if find_bin mariadb mysql >/dev/null; then
+      mysql_ok || warn "mysql: port $MYSQL_PORT answers but $MYSQL_URL does not log in"
+    fi
     return 0
   fi
   mkdir -p "$MY_DIR"
@@ -596,6 +614,109 @@ up_mongodb() {
   say "mongodb ($MONGODB_PORT): started"
 }
 
+# ---------------------------------------------------------------- docker compose
+
+COMPOSE=()
+# Pulling images and a first database initialisation take longer than a daemon's start.
+CONTAINER_WAIT_SECS=${SATCHEL_CONTAINER_WAIT:-180}
+
+# `docker compose` (v2) or `docker-compose` (v1), whichever is installed.
+find_compose() {
+  if timeout 20 docker compose version >/dev/null 2>&1; then
+    COMPOSE=(docker compose)
+  elif command -v docker-compose >/dev/null && timeout 20 docker-compose version >/dev/null 2>&1; then
+    COMPOSE=(docker-compose)
+  else
+    return 1
+  fi
+}
+
+# A compose command, and a Docker engine that answers it.
+docker_usable() {
+  command -v docker >/dev/null && find_compose && timeout 20 docker info >/dev/null 2>&1
+}
+
+compose() {
+  "${COMPOSE[@]}" -p "$COMPOSE_PROJECT" --project-directory "$REPO" \
+    -f "$REPO/docker-compose.yml" "$@"
+}
+
+resolve_mode() {
+  case $SERVICES_MODE in
+    auto)
+      if docker_usable; then SERVICES_MODE=docker; else SERVICES_MODE=native; fi
+      ;;
+    docker)
+      docker_usable || die "SATCHEL_SERVICES=docker, but no Docker engine answers 'docker info' or neither 'docker compose' nor 'docker-compose' is installed (SATCHEL_SERVICES=native runs the servers from Debian packages)"
+      ;;
+    native) ;;
+    *) die "SATCHEL_SERVICES=$SERVICES_MODE: expected auto, docker or native" ;;
+  esac
+}
+
+# Does memcached answer its protocol on 127.0.0.1:$1? A published container port accepts
+# connections before the server inside listens, so an open port proves nothing.
+memcached_answers() {
+  # shellcheck disable=SC2016 # $1 is expanded by the inner bash
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"; printf "version\r\n" >&3; read -r line <&3; [[ $line == VERSION* ]]' _ "$1" 2>/dev/null
+}
+
+# Is the service's container up: healthy where docker-compose.yml has a healthcheck,
+# answering the memcached protocol otherwise?
+container_ready() {
+  local service=$1 id state
+  id=$(compose ps -q "$service" 2>/dev/null | head -n 1) && [[ -n $id ]] || return 1
+  state=$(docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id" 2>/dev/null) || return 1
+  case $state in
+    "running healthy") return 0 ;;
+    "running ") memcached_answers "${2:?}" ;;
+    *) return 1 ;;
+  esac
+}
+
+# Starts in containers each shared server whose port does not answer yet (one already
+# running, native or a container of an earlier run, is left alone) and waits until each is
+# ready. Returns 1, with the containers' last log lines, when that fails.
+up_compose() {
+  local services=() ports=() i deadline log="$STATE/compose.log"
+  want() { port_open "$2" || { services+=("$1"); ports+=("$2"); }; }
+  skipped REDIS || want redis "$REDIS_PORT"
+  if ! skipped MEMCACHED; then
+    want memcached "${MEMCACHED_PORTS[0]}"
+    want memcached2 "${MEMCACHED_PORTS[1]}"
+  fi
+  skipped POSTGRES || want postgres "$POSTGRES_PORT"
+  skipped MYSQL || want mariadb "$MYSQL_PORT"
+  skipped MONGODB || want mongo "$MONGODB_PORT"
+  ((${#services[@]})) || return 0
+  say "docker compose: starting ${services[*]} (log: $log)"
+  if ! compose up -d "${services[@]}" >>"$log" 2>&1; then
+    warn "docker compose up -d ${services[*]} failed; last lines of $log:"
+    tail -n 30 "$log" >&2 || true
+    return 1
+  fi
+  deadline=$((SECONDS + CONTAINER_WAIT_SECS))
+  for i in "${!services[@]}"; do
+    until container_ready "${services[i]}" "${ports[i]}"; do
+      if ((SECONDS >= deadline)); then
+        compose logs --tail 30 "${services[i]}" >>"$log" 2>&1 || true
+        warn "docker compose: ${services[i]} not ready after ${CONTAINER_WAIT_SECS}s; last lines of $log:"
+        tail -n 30 "$log" >&2 || true
+        return 1
+      fi
+      sleep 1
+    done
+    say "${services[i]} (${ports[i]}): started in a container"
+  done
+}
+
+# Stops this project's containers (their volumes, and so the data, are kept).
+down_compose() {
+  docker_usable || return 0
+  [[ -n $(compose ps -q 2>/dev/null) ]] || return 0
+  compose down && say "docker compose: containers stopped (volumes kept)"
+}
+
 # ---------------------------------------------------------------- commands
 
 print_env() {
@@ -614,7 +735,16 @@ EOF
 cmd_up() {
   local t0=$SECONDS
   mkdir -p "$STATE"
+  resolve_mode
+  say "services.sh: shared servers from ${SERVICES_MODE/docker/Docker Compose} (SATCHEL_SERVICES=${SATCHEL_SERVICES:-auto})"
   ensure_packages
+  if [[ $SERVICES_MODE == docker ]] && ! up_compose; then
+    [[ ${SATCHEL_SERVICES:-auto} == auto ]] ||
+      die "docker compose could not start the servers (SATCHEL_SERVICES=native runs them from Debian packages)"
+    warn "falling back to native servers from Debian packages"
+    SERVICES_MODE=native
+    ensure_packages
+  fi
   if skipped REDIS; then
     say "redis, redis-cluster, redis-sentinel: skipped (SATCHEL_SKIP_REDIS)"
   else
@@ -633,6 +763,7 @@ cmd_up() {
 
 cmd_down() {
   local port
+  down_compose
   # Sentinel first: stopping its master while it watches would trigger a failover.
   stop_pidfile "redis-sentinel $SENTINEL_PORT" "$STATE/redis-$SENTINEL_PORT/redis.pid"
   for port in "$SENTINEL_REPLICA_PORT" "$SENTINEL_MASTER_PORT" "$REDIS_PORT" "${CLUSTER_PORTS[@]}"; do
@@ -674,7 +805,11 @@ cmd_status() {
   resolve_pg_dir
   status_line postgres "$POSTGRES_PORT" "$PG_DIR/data/postmaster.pid"
   status_line mysql "$MYSQL_PORT" "$MY_DIR/mariadbd.pid"
-  status_line "mongodb (SecantusDB)" "$MONGODB_PORT" "$MONGO_DIR/secantusd.pid"
+  status_line mongodb "$MONGODB_PORT" "$MONGO_DIR/secantusd.pid"
+  if docker_usable && [[ -n $(compose ps -q 2>/dev/null) ]]; then
+    say "docker compose project $COMPOSE_PROJECT:"
+    compose ps
+  fi
 }
 
 case "${1:-}" in
