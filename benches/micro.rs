@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use actix_session::Session;
 use actix_session::storage::{SessionKey, SessionStore};
 use actix_web::body::MessageBody;
-use actix_web::cookie::{Cookie, CookieJar, Key};
+use actix_web::cookie::Key;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::rt::System;
@@ -335,7 +335,6 @@ fn flask_cookie(c: &mut Criterion) {
     config.secret_key = Some(secret);
     let cookie = FlaskCookie::new(&config).expect("a signer with a secret key");
     let now = time::OffsetDateTime::now_utc();
-    let inner_key = Key::generate();
 
     group.bench_function("sign", |b| b.iter(|| signer.sign(black_box(id))));
     group.bench_function("unsign_valid", |b| {
@@ -353,15 +352,6 @@ fn flask_cookie(c: &mut Criterion) {
     });
     group.bench_function("set_cookie_permanent", |b| {
         b.iter(|| cookie.set_cookie(black_box(id), true, now))
-    });
-    group.bench_function("inner_cookie_sign_verify", |b| {
-        b.iter(|| {
-            let mut jar = CookieJar::new();
-            jar.signed_mut(&inner_key)
-                .add(Cookie::new("session", black_box(id).to_owned()));
-            let signed = jar.get("session").map(|c| c.clone().into_owned())?;
-            CookieJar::new().signed(&inner_key).verify(signed)
-        })
     });
     group.finish();
 }

@@ -1,32 +1,41 @@
-//! The Flask cookie layer: actix-session's middleware inside, Flask-Session's cookie outside.
+//! The Flask cookie layer: Flask-Session's cookie around Satchel's store, filling the
+//! ordinary `actix_session::Session` that handlers extract.
 //!
-//! actix-session's `Session` extractor can only be filled by its own middleware, and that
-//! middleware always signs or encrypts its cookie. So this layer translates at the edge: on the
-//! way in, Flask's cookie (`session=<id>` or `<id>.<signature>`) becomes actix-session's signed
-//! cookie; on the way out, actix-session's `Set-Cookie` becomes Flask-Session's, with Flask's
-//! attributes, `Expires` only for permanent sessions, and a deletion cookie for an emptied one.
-//! A probe just inside actix-session notes, after the handler ran, whether the session is
-//! permanent, changed and empty, which only the session state can tell.
+//! The `Session` extractor takes the session from the request's extensions, where any
+//! middleware can put one (`SessionExt::get_session`). So this layer does what actix-session's
+//! own middleware does, over the same [`SessionStore`] interface, with Flask's cookie instead of
+//! actix-session's signed one: it reads the id from Flask's cookie (`session=<id>`, or
+//! `<id>.<signature>` with `SESSION_USE_SIGNER`), loads the session, puts it in the request, and
+//! after the handler saves, updates or deletes it as actix-session would, then sends Flask's
+//! `Set-Cookie` with Flask's attributes, `Expires` only for permanent sessions, and a deletion
+//! cookie for an emptied one.
+//!
+//! Wrapping actix-session's middleware instead (as Satchel did up to stop 15) cost an HMAC to
+//! sign the id into actix-session's cookie and another to verify it on every request, plus
+//! actix-session's cookie parsing and, on every change, a signed `Set-Cookie` to parse back;
+//! see BENCHMARKS.md.
 //!
 //! With `SESSION_TYPE=cookie` the cookie value is the whole signed session (Flask's own
-//! `SecureCookieSessionInterface`): it is passed through to [`CookieStore`](crate::CookieStore)
-//! unchanged, sent back with Flask's attributes, re-signed with a fresh timestamp when Flask
-//! would send it again unchanged, and deleted with Flask's deletion cookie.
+//! `SecureCookieSessionInterface`): it is the session key [`CookieStore`](crate::CookieStore)
+//! loads and returns, sent back with Flask's attributes, re-signed with a fresh timestamp when
+//! Flask would send it again unchanged, and deleted with Flask's deletion cookie.
 
 use std::rc::Rc;
 
-use actix_session::{SessionExt, SessionMiddleware, SessionStatus};
-use actix_web::HttpMessage;
+use actix_session::storage::{LoadError, SessionKey, SessionStore};
+use actix_session::{SessionExt, SessionStatus};
 use actix_web::body::MessageBody;
-use actix_web::cookie::{Cookie, CookieJar, Key};
+use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{self, HeaderValue};
-use futures_util::future::LocalBoxFuture;
+use actix_web::{HttpResponse, error::InternalError};
+use futures_util::future::{LocalBoxFuture, Ready, ready};
 use satchel_core::codec::PERMANENT_KEY;
 
 use crate::cookie_session::CookieSession;
 use crate::flask_cookie::FlaskCookie;
 use crate::middleware::AnyStore;
+use crate::value::ActixState;
 
 /// Longest cookie value passed inward; real ids are 43 characters (86 at most by default).
 const MAX_ID_LEN: usize = 512;
@@ -35,15 +44,14 @@ const MAX_ID_LEN: usize = 512;
 const MAX_CLIENT_COOKIE_LEN: usize = 4096;
 
 struct Shared {
+    store: AnyStore,
     cookie: FlaskCookie,
-    /// Signs the cookie actix-session sees inside this process; never leaves it.
-    inner_key: Key,
+    /// The lifetime handed to the store with every save (`PERMANENT_SESSION_LIFETIME`).
+    ttl: CookieDuration,
     /// `SESSION_PERMANENT`: whether a new session is permanent.
     permanent_by_default: bool,
     /// `SESSION_REFRESH_EACH_REQUEST`: re-send the cookie of an unchanged permanent session.
-    /// actix-session inside runs with `OnStateChanges` and sends no cookie for an unchanged
-    /// session; this layer sends Flask's from the id the request carried, which spares a
-    /// signature by actix-session and its verification here on every read-only request.
+    /// The store slides its TTL while loading (`Backend::load_and_touch`).
     refresh_each_request: bool,
     /// `SESSION_TYPE=cookie`: the session lives in the cookie.
     client_side: Option<ClientSide>,
@@ -86,7 +94,7 @@ impl ClientSide {
     }
 }
 
-/// What the probe saw after the handler ran.
+/// What the handler left, as the cookie decision needs it.
 #[derive(Clone, Copy)]
 struct Outcome {
     permanent: bool,
@@ -97,27 +105,26 @@ struct Outcome {
     changed: bool,
 }
 
-/// Sessions with Flask-Session's cookie, around actix-session's middleware and Satchel's store.
-/// Built by [`Satchel::middleware`](crate::Satchel::middleware).
+/// Sessions with Flask-Session's cookie over Satchel's store. Built by
+/// [`Satchel::middleware`](crate::Satchel::middleware).
 pub struct FlaskSessionMiddleware {
-    inner: SessionMiddleware<AnyStore>,
     shared: Rc<Shared>,
 }
 
 impl FlaskSessionMiddleware {
     pub(crate) fn new(
-        inner: SessionMiddleware<AnyStore>,
+        store: AnyStore,
         cookie: FlaskCookie,
-        inner_key: Key,
+        ttl: CookieDuration,
         permanent_by_default: bool,
         refresh_each_request: bool,
         client_side: Option<ClientSide>,
     ) -> FlaskSessionMiddleware {
         FlaskSessionMiddleware {
-            inner,
             shared: Rc::new(Shared {
+                store,
                 cookie,
-                inner_key,
+                ttl,
                 permanent_by_default,
                 refresh_each_request,
                 client_side,
@@ -126,8 +133,6 @@ impl FlaskSessionMiddleware {
     }
 }
 
-type Inner<S> = <SessionMiddleware<AnyStore> as Transform<Probe<S>, ServiceRequest>>::Transform;
-
 impl<S, B> Transform<S, ServiceRequest> for FlaskSessionMiddleware
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
@@ -135,23 +140,15 @@ where
 {
     type Response = ServiceResponse<B>;
     type Error = actix_web::Error;
-    type Transform = FlaskSessionService<Inner<S>>;
+    type Transform = FlaskSessionService<S>;
     type InitError = ();
-    type Future = LocalBoxFuture<'static, Result<Self::Transform, ()>>;
+    type Future = Ready<Result<Self::Transform, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        let probe = Probe {
-            service,
+        ready(Ok(FlaskSessionService {
+            service: Rc::new(service),
             shared: Rc::clone(&self.shared),
-        };
-        let inner = self.inner.new_transform(probe);
-        let shared = Rc::clone(&self.shared);
-        Box::pin(async move {
-            Ok(FlaskSessionService {
-                service: Rc::new(inner.await?),
-                shared,
-            })
-        })
+        }))
     }
 }
 
@@ -172,13 +169,32 @@ where
 
     forward_ready!(service);
 
-    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+    fn call(&self, req: ServiceRequest) -> Self::Future {
         let shared = Rc::clone(&self.shared);
-        let incoming = translate_request_cookie(&mut req, &shared);
         let service = Rc::clone(&self.service);
         Box::pin(async move {
+            let incoming = read_request_cookie(&req, &shared);
+            let (session_key, loaded) = load_session(&shared, incoming.accepted.as_deref()).await?;
+            let session = req.get_session();
+            for (key, json) in &loaded {
+                // The stores hand values over as JSON texts; RawValue inserts them as they are.
+                let inserted = serde_json::value::RawValue::from_string(json.clone())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|raw| Ok(session.insert(key.clone(), raw)?));
+                if let Err(error) = inserted {
+                    tracing::error!(%error, "a loaded session value is not JSON; answering 500");
+                    return Err(e500(error));
+                }
+            }
             let mut res = service.call(req).await?;
-            translate_response_cookie(&mut res, &shared, &incoming);
+            let (status, state) = {
+                let session = res.request().get_session();
+                let status = session.status();
+                (status, session.entries().clone())
+            };
+            let outcome = outcome(&shared, &status, &state, &loaded);
+            let written = save_session(&shared, session_key, status, state, outcome).await?;
+            set_response_cookie(&mut res, &shared, &incoming, outcome, written);
             Ok(res)
         })
     }
@@ -189,20 +205,14 @@ where
 struct Incoming {
     /// The browser sent a cookie with the session cookie's name, valid or not.
     present: bool,
-    /// The accepted value (the id, or the whole client-side session) and the signed cookie
-    /// value actix-session was handed for it.
-    accepted: Option<(String, String)>,
+    /// The accepted value: the id, or the whole client-side session.
+    accepted: Option<String>,
 }
 
-/// Replaces Flask's cookie in the request with the signed cookie actix-session expects.
-fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> Incoming {
+/// Flask's session cookie in the request: the first with its name, as werkzeug reads it.
+fn read_request_cookie(req: &ServiceRequest, shared: &Shared) -> Incoming {
     let name = shared.cookie.name();
-    let headers = req.headers();
-    // Borrowed from the request's headers, which are replaced only once `out` is built.
-    let mut pairs: Vec<(&str, &str)> = Vec::new();
-    let mut found = false;
-    let mut accepted = None;
-    for value in headers.get_all(header::COOKIE) {
+    for value in req.headers().get_all(header::COOKIE) {
         // Not `to_str`, which refuses any non-ASCII byte: a neighbouring cookie with UTF-8 in
         // it must not cost the user their session (actix-web itself parses it this way).
         let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
@@ -211,17 +221,11 @@ fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> Incomi
         // The same split actix-web does when it parses the Cookie header.
         for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let (cookie_name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            pairs.push((cookie_name.trim(), value.trim()));
-        }
-    }
-    let mut out = String::new();
-    for &(cookie_name, value) in &pairs {
-        let value = if cookie_name == name {
-            if found {
-                continue; // werkzeug reads the first of duplicate cookies
+            if cookie_name.trim() != name {
+                continue;
             }
-            found = true;
-            let session_key = if shared.client_side.is_some() {
+            let value = value.trim();
+            let accepted = if shared.client_side.is_some() {
                 // The whole signed session; the store verifies it.
                 Some(value).filter(|v| plausible_client_cookie(v))
             } else {
@@ -230,40 +234,117 @@ fn translate_request_cookie(req: &mut ServiceRequest, shared: &Shared) -> Incomi
                     .session_id(value)
                     .filter(|id| plausible_id(id))
             };
-            match session_key {
-                Some(id) => {
-                    let (_, signed) = accepted.insert((id.to_owned(), sign_inner(shared, id)));
-                    signed.as_str()
-                }
-                None => {
-                    tracing::debug!(
-                        "session cookie is unsigned, tampered or malformed; starting a fresh session"
-                    );
-                    continue;
-                }
+            if accepted.is_none() {
+                tracing::debug!(
+                    "session cookie is unsigned, tampered or malformed; starting a fresh session"
+                );
             }
-        } else {
-            value
-        };
-        if !out.is_empty() {
-            out.push_str("; ");
+            return Incoming {
+                present: true,
+                accepted: accepted.map(str::to_owned),
+            };
         }
-        out.push_str(cookie_name);
-        out.push('=');
-        out.push_str(value);
     }
-    if !found {
-        return Incoming::default();
+    Incoming::default()
+}
+
+/// The session the cookie names, as actix-session's middleware loads it: no key when nothing
+/// is stored under it (a changed session is then saved under a new one), an error only when
+/// the store fails and `SATCHEL_ON_LOAD_ERROR=fail`.
+async fn load_session(
+    shared: &Shared,
+    accepted: Option<&str>,
+) -> Result<(Option<SessionKey>, ActixState), actix_web::Error> {
+    let Some(session_key) = accepted.and_then(|v| SessionKey::try_from(v.to_owned()).ok()) else {
+        return Ok((None, ActixState::new()));
+    };
+    match shared.store.load(&session_key).await {
+        Ok(Some(state)) => Ok((Some(session_key), state)),
+        Ok(None) => Ok((None, ActixState::new())),
+        // The store logs what went wrong (without the id).
+        Err(LoadError::Deserialization(_)) => Ok((Some(session_key), ActixState::new())),
+        Err(LoadError::Other(error)) => Err(e500(error)),
     }
-    let headers = req.headers_mut();
-    headers.remove(header::COOKIE);
-    if let Ok(value) = HeaderValue::from_bytes(out.as_bytes()) {
-        headers.insert(header::COOKIE, value);
+}
+
+/// Permanence, emptiness and whether the handler changed the session. A handler that leaves
+/// every value as it was has not changed it, even if it wrote one again.
+fn outcome(
+    shared: &Shared,
+    status: &SessionStatus,
+    state: &ActixState,
+    loaded: &ActixState,
+) -> Outcome {
+    // A session that arrives empty is new: its permanence comes from SESSION_PERMANENT.
+    // One that arrives with data keeps what its `_permanent` key says, as in Flask-Session.
+    let arrived_new = loaded.is_empty();
+    let explicit = state
+        .get(PERMANENT_KEY)
+        .and_then(|json| serde_json::from_str::<bool>(json).ok());
+    let empty = if shared.client_side.is_some() {
+        // Flask's own session keeps a cookie holding only `_permanent`.
+        state.is_empty()
+    } else {
+        state.keys().all(|k| k == PERMANENT_KEY)
+    };
+    Outcome {
+        permanent: explicit.unwrap_or(arrived_new && shared.permanent_by_default),
+        empty,
+        loaded: !arrived_new,
+        changed: match status {
+            SessionStatus::Unchanged => false,
+            // Loading the session into the request counts as a change to actix-session.
+            SessionStatus::Changed => state != loaded,
+            SessionStatus::Purged | SessionStatus::Renewed => true,
+        },
     }
-    Incoming {
-        present: true,
-        accepted,
-    }
+}
+
+/// What the store was told after the handler, for the cookie.
+enum Written {
+    /// Nothing: the session is unchanged, or new and empty.
+    Nothing,
+    /// Saved or updated under this key (the id, or the client-side cookie).
+    Key(SessionKey),
+    /// Purged.
+    Deleted,
+}
+
+/// Saves, updates or deletes the session as actix-session's middleware does.
+async fn save_session(
+    shared: &Shared,
+    session_key: Option<SessionKey>,
+    status: SessionStatus,
+    state: ActixState,
+    outcome: Outcome,
+) -> Result<Written, actix_web::Error> {
+    let store = &shared.store;
+    let ttl = &shared.ttl;
+    Ok(match session_key {
+        // A fresh session is stored only once it holds something.
+        None if state.is_empty() || !outcome.changed => Written::Nothing,
+        None => Written::Key(store.save(state, ttl).await.map_err(e500)?),
+        Some(_) if !outcome.changed => Written::Nothing,
+        Some(key) => match status {
+            SessionStatus::Purged => {
+                store.delete(&key).await.map_err(e500)?;
+                Written::Deleted
+            }
+            SessionStatus::Renewed => {
+                store.delete(&key).await.map_err(e500)?;
+                Written::Key(store.save(state, ttl).await.map_err(e500)?)
+            }
+            SessionStatus::Changed | SessionStatus::Unchanged => {
+                Written::Key(store.update(key, state, ttl).await.map_err(e500)?)
+            }
+        },
+    })
+}
+
+/// An opaque 500, as actix-session answers a store failure: the store has logged the cause,
+/// and its text is not for the client.
+fn e500<E: std::fmt::Debug + std::fmt::Display + 'static>(error: E) -> actix_web::Error {
+    InternalError::from_response(error, HttpResponse::InternalServerError().finish()).into()
 }
 
 /// Cheap shape check before signing: the store validates ids exactly.
@@ -285,113 +366,69 @@ fn plausible_client_cookie(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn sign_inner(shared: &Shared, id: &str) -> String {
-    let mut jar = CookieJar::new();
-    jar.signed_mut(&shared.inner_key)
-        .add(Cookie::new(shared.cookie.name().to_owned(), id.to_owned()));
-    jar.get(shared.cookie.name())
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default()
-}
-
-/// Replaces actix-session's `Set-Cookie` with Flask-Session's.
-fn translate_response_cookie<B>(
+/// Adds Flask-Session's `Set-Cookie` (or Flask's deletion cookie) and `Vary: Cookie`.
+fn set_response_cookie<B>(
     res: &mut ServiceResponse<B>,
     shared: &Shared,
     incoming: &Incoming,
+    outcome: Outcome,
+    written: Written,
 ) {
     let had_cookie = incoming.present;
-    let name = shared.cookie.name();
-    let outcome = res.request().extensions().get::<Outcome>().copied();
-    let headers = res.headers_mut();
-    let mut ours: Option<Cookie<'static>> = None;
-    let mut others: Vec<HeaderValue> = Vec::new();
-    for value in headers.get_all(header::SET_COOKIE) {
-        match value
-            .to_str()
-            .ok()
-            .and_then(|t| Cookie::parse_encoded(t.to_owned()).ok())
-        {
-            Some(cookie) if cookie.name() == name => ours = Some(cookie),
-            _ => others.push(value.clone()),
-        }
-    }
-    let Some(inner_cookie) = ours else {
-        // actix-session sends nothing for an unchanged session; Flask re-sends the cookie of a
-        // loaded permanent one (or deletes it if only `_permanent` is left) with
-        // SESSION_REFRESH_EACH_REQUEST.
-        let refresh = match (outcome, &incoming.accepted) {
-            (Some(o), Some((value, _)))
-                if shared.refresh_each_request && o.loaded && !o.changed =>
-            {
-                unchanged_cookie(shared, value, o)
+    let flask_cookie = match written {
+        Written::Nothing => {
+            // Flask re-sends the cookie of a loaded permanent session (or deletes it if only
+            // `_permanent` is left) with SESSION_REFRESH_EACH_REQUEST.
+            let refresh = match &incoming.accepted {
+                Some(value) if shared.refresh_each_request && outcome.loaded => {
+                    unchanged_cookie(shared, value, outcome)
+                }
+                _ => None,
+            };
+            let headers = res.headers_mut();
+            if let Some(value) = refresh.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.append(header::SET_COOKIE, value);
             }
-            _ => None,
-        };
-        if let Some(value) = refresh.and_then(|v| HeaderValue::from_str(&v).ok()) {
-            headers.append(header::SET_COOKIE, value);
+            if had_cookie {
+                vary_cookie(headers);
+            }
+            return;
         }
-        if had_cookie {
-            vary_cookie(headers);
-        }
-        return;
-    };
-    headers.remove(header::SET_COOKIE);
-    for value in others {
-        headers.append(header::SET_COOKIE, value);
-    }
-
-    let empty = outcome.is_some_and(|o| o.empty);
-    let flask_cookie = if inner_cookie.value().is_empty() || empty {
         // Purged, or emptied by the handler: Flask deletes the cookie, but only sends the
         // deletion when the browser had one.
-        had_cookie.then(|| match &shared.client_side {
-            Some(client) => client.deletion.clone(),
-            None => shared.cookie.delete_cookie(),
-        })
-    } else {
-        // The id the request carried, signed again by actix-session, is the very string it
-        // was handed (HMAC is deterministic): no need to verify it a second time.
-        let same_id = incoming
-            .accepted
-            .as_ref()
-            .filter(|(_, signed)| signed == inner_cookie.value())
-            .map(|(value, _)| Cookie::new(name.to_owned(), value.clone()));
-        let verified = same_id.or_else(|| {
-            let jar = CookieJar::new();
-            jar.signed(&shared.inner_key).verify(inner_cookie)
-        });
-        match verified {
-            Some(verified) => {
-                let permanent = outcome.is_none_or(|o| o.permanent);
-                let now = time::OffsetDateTime::now_utc();
-                match &shared.client_side {
-                    // Flask-Session re-sends the cookie of an unchanged session only when it
-                    // is permanent (to slide its expiry); a browser-session cookie stays as is.
-                    None if !permanent && outcome.is_some_and(|o| !o.changed) => None,
-                    None => Some(shared.cookie.set_cookie(verified.value(), permanent, now)),
-                    Some(client) => client_cookie(
-                        shared,
-                        client,
-                        verified.value(),
-                        permanent,
-                        outcome.is_none_or(|o| o.changed),
-                        now,
-                    ),
-                }
-            }
-            None => {
-                tracing::error!(
-                    "actix-session's cookie failed its own signature; not forwarding it"
-                );
-                None
+        Written::Deleted => had_cookie.then(|| deletion_cookie(shared)),
+        Written::Key(_) if outcome.empty => had_cookie.then(|| deletion_cookie(shared)),
+        Written::Key(key) => {
+            let now = time::OffsetDateTime::now_utc();
+            match &shared.client_side {
+                None => Some(
+                    shared
+                        .cookie
+                        .set_cookie(key.as_ref(), outcome.permanent, now),
+                ),
+                Some(client) => client_cookie(
+                    shared,
+                    client,
+                    key.as_ref(),
+                    outcome.permanent,
+                    outcome.changed,
+                    now,
+                ),
             }
         }
     };
+    let headers = res.headers_mut();
     if let Some(value) = flask_cookie.and_then(|v| HeaderValue::from_str(&v).ok()) {
         headers.append(header::SET_COOKIE, value);
     }
     vary_cookie(headers);
+}
+
+fn deletion_cookie(shared: &Shared) -> String {
+    match &shared.client_side {
+        Some(client) => client.deletion.clone(),
+        None => shared.cookie.delete_cookie(),
+    }
 }
 
 /// Flask's `Set-Cookie` (or deletion) for a loaded session the handler did not change, with
@@ -435,51 +472,4 @@ fn client_cookie(
 
 fn vary_cookie(headers: &mut actix_web::http::header::HeaderMap) {
     headers.append(header::VARY, HeaderValue::from_static("Cookie"));
-}
-
-/// Sits just inside actix-session: notes whether the session was new before the handler, and
-/// whether it is permanent and empty after it.
-pub struct Probe<S> {
-    service: S,
-    shared: Rc<Shared>,
-}
-
-impl<S, B> Service<ServiceRequest> for Probe<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: MessageBody + 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        // A session that arrives empty is new: its permanence comes from SESSION_PERMANENT.
-        // One that arrives with data keeps what its `_permanent` key says, as in Flask-Session.
-        let arrived_new = req.get_session().entries().is_empty();
-        let permanent_by_default = self.shared.permanent_by_default;
-        let client_side = self.shared.client_side.is_some();
-        let fut = self.service.call(req);
-        Box::pin(async move {
-            let res = fut.await?;
-            let session = res.request().get_session();
-            let explicit = session.get::<bool>(PERMANENT_KEY).ok().flatten();
-            let empty = if client_side {
-                // Flask's own session keeps a cookie holding only `_permanent`.
-                session.entries().is_empty()
-            } else {
-                session.entries().keys().all(|k| k == PERMANENT_KEY)
-            };
-            let outcome = Outcome {
-                permanent: explicit.unwrap_or(arrived_new && permanent_by_default),
-                empty,
-                loaded: !arrived_new,
-                changed: session.status() != SessionStatus::Unchanged,
-            };
-            res.request().extensions_mut().insert(outcome);
-            Ok(res)
-        })
-    }
 }

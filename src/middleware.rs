@@ -3,8 +3,7 @@
 
 use actix_session::SessionMiddleware;
 use actix_session::config::{
-    BrowserSession, CookieContentSecurity, PersistentSession, SessionMiddlewareBuilder,
-    TtlExtensionPolicy,
+    BrowserSession, PersistentSession, SessionMiddlewareBuilder, TtlExtensionPolicy,
 };
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
@@ -93,9 +92,6 @@ pub struct Satchel {
     /// Signs actix-session's own cookie, when that format is used.
     key: Key,
     flask_cookie: FlaskCookie,
-    /// Signs the cookie actix-session sees behind the Flask cookie layer; never leaves the
-    /// process, so a random key is right.
-    inner_key: Key,
 }
 
 impl Satchel {
@@ -132,7 +128,6 @@ impl Satchel {
             config,
             key,
             flask_cookie,
-            inner_key: Key::generate(),
         })
     }
 
@@ -161,27 +156,14 @@ impl Satchel {
     /// `SESSION_TYPE=cookie`, Flask's own signed session cookie instead, which a Flask app with
     /// the same `SECRET_KEY` reads and writes. Handlers use `actix_session::Session`.
     pub fn middleware(&self) -> FlaskSessionMiddleware {
-        let inner = self
-            .session_middleware(self.inner_key.clone())
-            .cookie_content_security(CookieContentSecurity::Signed)
-            // actix-session sends its cookie only when the session changed; the Flask layer
-            // re-sends Flask's for unchanged permanent sessions (SESSION_REFRESH_EACH_REQUEST)
-            // and decides per session whether it has `Expires`. The store's TTL slides in
-            // `load` (load_and_touch), so actix-session's `update_ttl` is not needed.
-            .session_lifecycle(
-                PersistentSession::default()
-                    .session_ttl(self.cookie_ttl())
-                    .session_ttl_extension_policy(TtlExtensionPolicy::OnStateChanges),
-            )
-            .build();
         let client_side = match &self.store {
             AnyStore::Cookie(store) => Some(ClientSide::new(&self.config, store.codec().clone())),
             AnyStore::Server(_) => None,
         };
         FlaskSessionMiddleware::new(
-            inner,
+            self.store.clone(),
             self.flask_cookie.clone(),
-            self.inner_key.clone(),
+            self.cookie_ttl(),
             self.config.permanent,
             self.config.refresh_each_request,
             client_side,

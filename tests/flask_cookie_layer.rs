@@ -271,3 +271,49 @@ async fn a_request_that_stores_nothing_sets_no_cookie() {
         set_cookies(&response)
     );
 }
+
+#[actix_web::test]
+async fn writing_back_the_loaded_value_is_no_change_and_a_new_value_is() {
+    let mut config = memory_config();
+    config.refresh_each_request = false;
+    let satchel = Satchel::from_config(config).await.unwrap();
+    let app = app!(satchel);
+    let login = |name: &str, cookie: Option<String>| {
+        let mut request = test::TestRequest::post().uri(&format!("/login/{name}"));
+        if let Some(cookie) = cookie {
+            request = request.insert_header((header::COOKIE, cookie));
+        }
+        request.to_request()
+    };
+    let response = test::call_service(&app, login("alice", None)).await;
+    let id = cookie_value(&set_cookies(&response)[0]).to_owned();
+    let stored = || async {
+        satchel
+            .store()
+            .unwrap()
+            .backend()
+            .load(&format!("session:{id}"))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let before = stored().await;
+
+    // The handler inserts "alice" again: the session is as it was loaded.
+    let response = test::call_service(&app, login("alice", Some(format!("session={id}")))).await;
+    assert!(response.status().is_success());
+    assert!(
+        set_cookies(&response).is_empty(),
+        "{:?}",
+        set_cookies(&response)
+    );
+    assert_eq!(response.headers().get(header::VARY).unwrap(), "Cookie");
+    assert_eq!(stored().await, before);
+
+    // A different value is a change: stored under the same id, and the cookie sent again.
+    let response = test::call_service(&app, login("bob", Some(format!("session={id}")))).await;
+    let cookies = set_cookies(&response);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert_eq!(cookie_value(&cookies[0]), id);
+    assert_eq!(stored().await, b"\x82\xaa_permanent\xc3\xa8username\xa3bob");
+}
