@@ -5,8 +5,10 @@
 //! Flask-Session 0.8 stores.
 //!
 //! * [`SessionConfig`] reads Flask's setting names (from the environment or any serde source).
-//! * [`Satchel`] connects the configured backend once and gives each worker its
-//!   `actix_session::SessionMiddleware`; handlers use the ordinary `actix_session::Session`.
+//! * [`Satchel`] connects the configured backend once and gives each worker its session
+//!   middleware: Flask-Session's cookie ([`Satchel::middleware`]) or actix-session's own
+//!   ([`Satchel::actix_middleware`]); either way handlers use the ordinary
+//!   `actix_session::Session`.
 //! * [`Store`] is the `actix_session::storage::SessionStore` over any [`Backend`], for apps that
 //!   build the middleware by hand.
 //! * `SESSION_TYPE=cookie` keeps the whole session in Flask's own signed cookie
