@@ -10,7 +10,7 @@
 //! `Set-Cookie` with Flask's attributes, `Expires` only for permanent sessions, and a deletion
 //! cookie for an emptied one.
 //!
-//! Wrapping actix-session's middleware instead (as Satchel did up to stop 15) cost an HMAC to
+//! Wrapping actix-session's middleware instead (as Satchel's first versions did) cost an HMAC to
 //! sign the id into actix-session's cookie and another to verify it on every request, plus
 //! actix-session's cookie parsing and, on every change, a signed `Set-Cookie` to parse back;
 //! see BENCHMARKS.md.
@@ -106,7 +106,31 @@ struct Outcome {
 }
 
 /// Sessions with Flask-Session's cookie over Satchel's store. Built by
-/// [`Satchel::middleware`](crate::Satchel::middleware).
+/// [`Satchel::middleware`](crate::Satchel::middleware), once per worker.
+///
+/// ```no_run
+/// use actix_session::Session;
+/// use actix_web::{App, HttpServer, web};
+///
+/// async fn visits(session: Session) -> actix_web::Result<String> {
+///     let n = session.get::<u64>("visits")?.unwrap_or(0) + 1;
+///     session.insert("visits", n)?;
+///     Ok(n.to_string())
+/// }
+///
+/// #[actix_web::main]
+/// async fn main() -> std::io::Result<()> {
+///     let sessions = satchel::Satchel::from_env().await.expect("session settings and backend");
+///     HttpServer::new(move || {
+///         App::new()
+///             .wrap(sessions.middleware())
+///             .route("/", web::get().to(visits))
+///     })
+///     .bind(("127.0.0.1", 8080))?
+///     .run()
+///     .await
+/// }
+/// ```
 pub struct FlaskSessionMiddleware {
     shared: Rc<Shared>,
 }
