@@ -473,7 +473,7 @@ fn unchanged_cookie(shared: &Shared, value: &str, outcome: Outcome) -> Option<St
 }
 
 /// Flask's `Set-Cookie` for a client-side session: the cookie the store just signed when the
-/// session changed; when it did not (actix-session re-sends it on every request with
+/// session changed; when it did not (`value` is then the cookie the request carried, with
 /// `SESSION_REFRESH_EACH_REQUEST`), Flask sends it again only for a permanent session, signed
 /// anew so its age starts over.
 fn client_cookie(
