@@ -211,13 +211,10 @@ where
                 }
             }
             let mut res = service.call(req).await?;
-            let (status, state) = {
-                let session = res.request().get_session();
-                let status = session.status();
-                (status, session.entries().clone())
-            };
-            let outcome = outcome(&shared, &status, &state, &loaded);
-            let written = save_session(&shared, session_key, status, state, outcome).await?;
+            let session = res.request().get_session();
+            let status = session.status();
+            let outcome = outcome(&shared, &status, &session.entries(), &loaded);
+            let written = save_session(&shared, session_key, &session, status, outcome).await?;
             set_response_cookie(&mut res, &shared, &incoming, outcome, written);
             Ok(res)
         })
@@ -334,20 +331,23 @@ enum Written {
     Deleted,
 }
 
-/// Saves, updates or deletes the session as actix-session's middleware does.
+/// Saves, updates or deletes the session as actix-session's middleware does. The state is
+/// copied out of the request's `Session` only for a write, so a read-only request copies
+/// nothing.
 async fn save_session(
     shared: &Shared,
     session_key: Option<SessionKey>,
+    session: &actix_session::Session,
     status: SessionStatus,
-    state: ActixState,
     outcome: Outcome,
 ) -> Result<Written, actix_web::Error> {
     let store = &shared.store;
     let ttl = &shared.ttl;
+    let state = || session.entries().clone();
     Ok(match session_key {
         // A fresh session is stored only once it holds something.
-        None if state.is_empty() || !outcome.changed => Written::Nothing,
-        None => Written::Key(store.save(state, ttl).await.map_err(e500)?),
+        None if session.entries().is_empty() || !outcome.changed => Written::Nothing,
+        None => Written::Key(store.save(state(), ttl).await.map_err(e500)?),
         Some(_) if !outcome.changed => Written::Nothing,
         Some(key) => match status {
             SessionStatus::Purged => {
@@ -356,10 +356,10 @@ async fn save_session(
             }
             SessionStatus::Renewed => {
                 store.delete(&key).await.map_err(e500)?;
-                Written::Key(store.save(state, ttl).await.map_err(e500)?)
+                Written::Key(store.save(state(), ttl).await.map_err(e500)?)
             }
             SessionStatus::Changed | SessionStatus::Unchanged => {
-                Written::Key(store.update(key, state, ttl).await.map_err(e500)?)
+                Written::Key(store.update(key, state(), ttl).await.map_err(e500)?)
             }
         },
     })
@@ -371,7 +371,7 @@ fn e500<E: std::fmt::Debug + std::fmt::Display + 'static>(error: E) -> actix_web
     InternalError::from_response(error, HttpResponse::InternalServerError().finish()).into()
 }
 
-/// Cheap shape check before signing: the store validates ids exactly.
+/// Cheap shape check before the store sees an id, which it then validates exactly.
 fn plausible_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN
