@@ -47,6 +47,17 @@ macro_rules! app {
     };
 }
 
+/// What the store holds under a cookie's id, read straight from the backend.
+async fn stored(satchel: &Satchel, id: &str) -> Option<Vec<u8>> {
+    satchel
+        .store()
+        .unwrap()
+        .backend()
+        .load(&format!("session:{id}"))
+        .await
+        .unwrap()
+}
+
 fn set_cookies(response: &ServiceResponse) -> Vec<String> {
     response
         .headers()
@@ -86,14 +97,7 @@ async fn login_sends_flask_sessions_cookie_and_stores_flask_sessions_bytes() {
     assert!(!cookie.contains("Max-Age"), "{cookie}");
     assert_eq!(response.headers().get(header::VARY).unwrap(), "Cookie");
 
-    let stored = satchel
-        .store()
-        .unwrap()
-        .backend()
-        .load(&format!("session:{id}"))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored(&satchel, id).await.unwrap();
     assert_eq!(stored, b"\x82\xaa_permanent\xc3\xa8username\xa5alice");
 
     let request = test::TestRequest::get()
@@ -210,17 +214,7 @@ async fn logout_deletes_entry_and_sends_flasks_deletion_cookie() {
             ["session=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/"],
             "{route}"
         );
-        assert_eq!(
-            satchel
-                .store()
-                .unwrap()
-                .backend()
-                .load(&format!("session:{id}"))
-                .await
-                .unwrap(),
-            None,
-            "{route}"
-        );
+        assert_eq!(stored(&satchel, &id).await, None, "{route}");
     }
 }
 
@@ -238,14 +232,7 @@ async fn non_permanent_sessions_get_a_browser_session_cookie_and_no_permanent_ke
     let cookie = set_cookies(&response).remove(0);
     assert!(!cookie.contains("Expires"), "{cookie}");
     let id = cookie_value(&cookie);
-    let stored = satchel
-        .store()
-        .unwrap()
-        .backend()
-        .load(&format!("session:{id}"))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored(&satchel, id).await.unwrap();
     assert_eq!(stored, b"\x81\xa8username\xa5alice");
 }
 
@@ -287,17 +274,7 @@ async fn writing_back_the_loaded_value_is_no_change_and_a_new_value_is() {
     };
     let response = test::call_service(&app, login("alice", None)).await;
     let id = cookie_value(&set_cookies(&response)[0]).to_owned();
-    let stored = || async {
-        satchel
-            .store()
-            .unwrap()
-            .backend()
-            .load(&format!("session:{id}"))
-            .await
-            .unwrap()
-            .unwrap()
-    };
-    let before = stored().await;
+    let before = stored(&satchel, &id).await;
 
     // The handler inserts "alice" again: the session is as it was loaded.
     let response = test::call_service(&app, login("alice", Some(format!("session={id}")))).await;
@@ -308,12 +285,15 @@ async fn writing_back_the_loaded_value_is_no_change_and_a_new_value_is() {
         set_cookies(&response)
     );
     assert_eq!(response.headers().get(header::VARY).unwrap(), "Cookie");
-    assert_eq!(stored().await, before);
+    assert_eq!(stored(&satchel, &id).await, before);
 
     // A different value is a change: stored under the same id, and the cookie sent again.
     let response = test::call_service(&app, login("bob", Some(format!("session={id}")))).await;
     let cookies = set_cookies(&response);
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert_eq!(cookie_value(&cookies[0]), id);
-    assert_eq!(stored().await, b"\x82\xaa_permanent\xc3\xa8username\xa3bob");
+    assert_eq!(
+        stored(&satchel, &id).await.unwrap(),
+        b"\x82\xaa_permanent\xc3\xa8username\xa3bob"
+    );
 }
