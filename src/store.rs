@@ -130,7 +130,11 @@ impl<B: Backend> Store<B> {
 
     /// Encodes a session, refusing one over `SATCHEL_MAX_SESSION_SIZE`.
     fn encode(&self, state: ActixState) -> anyhow::Result<Vec<u8>> {
-        let bytes = self.inner.codec.encode(&from_actix(state))?;
+        let entries = from_actix(state);
+        let bytes = self
+            .inner
+            .codec
+            .encode_entries(entries.iter().map(|(key, value)| (key.as_str(), value)))?;
         if bytes.len() > self.inner.max_session_size {
             let error = SessionTooLarge::OverLimit {
                 size: bytes.len(),
@@ -213,7 +217,7 @@ impl<B: Backend> SessionStore for Store<B> {
                 }
             },
         };
-        match self.inner.codec.decode(&bytes) {
+        match self.inner.codec.decode_entries(&bytes) {
             Ok(session) => Ok(Some(to_actix(session))),
             Err(error) => {
                 // Unlike Flask-Session, which answers 500 on every request until the entry

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use satchel_core::SessionData;
 use satchel_core::codec::{
     TIMESTAMP_EXT, datetime_to_rfc3339, datetime_to_timestamp, timestamp_to_datetime,
 };
@@ -108,7 +107,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 pub(crate) type ActixState = HashMap<String, String>;
 
 /// Stored session → the JSON texts handlers see.
-pub(crate) fn to_actix(session: SessionData) -> ActixState {
+pub(crate) fn to_actix(session: impl IntoIterator<Item = (String, Value)>) -> ActixState {
     session
         .into_iter()
         .map(|(key, value)| (key, to_json_text(value)))
@@ -140,7 +139,7 @@ fn to_json_text(value: Value) -> String {
 /// The JSON texts handlers left → the session to store. `first` keys are written first, in
 /// the given order (Flask puts `_permanent` first); the rest follow sorted, so equal
 /// sessions encode to equal bytes.
-pub(crate) fn from_actix(state: ActixState) -> SessionData {
+pub(crate) fn from_actix(state: ActixState) -> Vec<(String, Value)> {
     let mut entries: Vec<(String, String)> = state.into_iter().collect();
     entries.sort_unstable_by(|a, b| {
         let rank = |k: &str| k != satchel_core::codec::PERMANENT_KEY;
@@ -371,11 +370,14 @@ mod tests {
     }
 
     use super::*;
+    use satchel_core::SessionData;
 
     fn round_trip(value: Value) -> Value {
         let mut session = SessionData::new();
         session.insert("k".into(), value);
-        from_actix(to_actix(session)).swap_remove("k").unwrap()
+        let mut entries = from_actix(to_actix(session));
+        assert_eq!(entries.len(), 1);
+        entries.remove(0).1
     }
 
     #[test]
@@ -435,6 +437,7 @@ mod tests {
         state.insert("a".into(), "2".into());
         state.insert("_permanent".into(), "true".into());
         let session = from_actix(state);
-        assert_eq!(session.keys().collect::<Vec<_>>(), ["_permanent", "a", "z"]);
+        let keys: Vec<&str> = session.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(keys, ["_permanent", "a", "z"]);
     }
 }

@@ -122,10 +122,31 @@ impl Codec {
 
     /// Encodes a session in this codec's format.
     pub fn encode(&self, session: &SessionData) -> Result<Vec<u8>, CodecError> {
+        self.encode_entries(session.iter().map(|(key, value)| (key.as_str(), value)))
+    }
+
+    /// Encodes entries in the order given, with distinct keys: the same bytes as
+    /// [`Codec::encode`] of a map that holds them in that order. For callers that have the
+    /// entries in a list already; building a [`SessionData`] first costs a hash and an index
+    /// slot per key on every request.
+    ///
+    /// ```
+    /// use satchel_core::{Codec, SessionData};
+    ///
+    /// let entries = [("_permanent".to_owned(), rmpv::Value::from(true))];
+    /// let codec = Codec::default();
+    /// let bytes = codec.encode_entries(entries.iter().map(|(k, v)| (k.as_str(), v))).unwrap();
+    /// let map: SessionData = entries.into_iter().collect();
+    /// assert_eq!(bytes, codec.encode(&map).unwrap());
+    /// ```
+    pub fn encode_entries<'a, I>(&self, entries: I) -> Result<Vec<u8>, CodecError>
+    where
+        I: ExactSizeIterator<Item = (&'a str, &'a Value)> + Clone,
+    {
         match self.format {
-            SerializationFormat::Msgpack => encode_msgpack(session),
+            SerializationFormat::Msgpack => encode_msgpack(entries),
             SerializationFormat::Json => {
-                serde_json::to_vec(&JsonMap(session)).map_err(|e| CodecError::Unencodable {
+                serde_json::to_vec(&JsonMap(entries)).map_err(|e| CodecError::Unencodable {
                     format: "json",
                     reason: e.to_string(),
                 })
@@ -136,9 +157,27 @@ impl Codec {
     /// Decodes stored bytes: MessagePack first, then JSON, then (if enabled) a legacy pickle,
     /// as Flask-Session reads them.
     pub fn decode(&self, bytes: &[u8]) -> Result<SessionData, CodecError> {
+        self.decode_entries(bytes)
+            .map(|entries| entries.into_iter().collect())
+    }
+
+    /// Decodes stored bytes as [`Codec::decode`] does, into a list of entries in stored order,
+    /// for callers that move them on without lookups. A key stored twice (MessagePack allows
+    /// it) appears twice; a map keeps the last value, as Python's dict does.
+    ///
+    /// ```
+    /// use satchel_core::Codec;
+    ///
+    /// let entries = Codec::default().decode_entries(br#"{"n": 3}"#).unwrap();
+    /// assert_eq!(entries, [("n".to_owned(), rmpv::Value::from(3))]);
+    /// ```
+    pub fn decode_entries(&self, bytes: &[u8]) -> Result<Vec<(String, Value)>, CodecError> {
         decode_msgpack(bytes)
             .or_else(|| decode_json(bytes))
-            .or_else(|| self.decode_legacy_pickle(bytes))
+            .or_else(|| {
+                self.decode_legacy_pickle(bytes)
+                    .map(|session| session.into_iter().collect())
+            })
             .ok_or(CodecError::Undecodable { len: bytes.len() })
     }
 
@@ -162,7 +201,9 @@ impl Codec {
     }
 }
 
-fn encode_msgpack(session: &SessionData) -> Result<Vec<u8>, CodecError> {
+fn encode_msgpack<'a>(
+    entries: impl ExactSizeIterator<Item = (&'a str, &'a Value)>,
+) -> Result<Vec<u8>, CodecError> {
     fn unencodable(e: impl std::fmt::Display) -> CodecError {
         CodecError::Unencodable {
             format: "msgpack",
@@ -171,8 +212,8 @@ fn encode_msgpack(session: &SessionData) -> Result<Vec<u8>, CodecError> {
     }
     let mut out = Vec::with_capacity(64);
     // Writing into a Vec cannot fail for I/O reasons; errors here would be length overflows.
-    rmp::encode::write_map_len(&mut out, map_len(session.len())?).map_err(unencodable)?;
-    for (key, value) in session {
+    rmp::encode::write_map_len(&mut out, map_len(entries.len())?).map_err(unencodable)?;
+    for (key, value) in entries {
         rmp::encode::write_str(&mut out, key).map_err(unencodable)?;
         rmpv::encode::write_value(&mut out, value).map_err(unencodable)?;
     }
@@ -186,7 +227,7 @@ fn map_len(len: usize) -> Result<u32, CodecError> {
     })
 }
 
-fn decode_msgpack(bytes: &[u8]) -> Option<SessionData> {
+fn decode_msgpack(bytes: &[u8]) -> Option<Vec<(String, Value)>> {
     let mut rest = bytes;
     // Borrowing from the slice first, then copying each value once, skips the `io::Read`
     // plumbing of rmpv's `read_value` for every string (see `codec/decode` in benches/micro.rs).
@@ -198,17 +239,17 @@ fn decode_msgpack(bytes: &[u8]) -> Option<SessionData> {
     let rmpv::ValueRef::Map(entries) = value else {
         return None;
     };
-    let mut session = SessionData::with_capacity(entries.len());
+    let mut session = Vec::with_capacity(entries.len());
     for (key, value) in entries {
         let rmpv::ValueRef::String(key) = key else {
             return None;
         };
-        session.insert(key.into_str()?.to_owned(), value.to_owned());
+        session.push((key.into_str()?.to_owned(), value.to_owned()));
     }
     Some(session)
 }
 
-fn decode_json(bytes: &[u8]) -> Option<SessionData> {
+fn decode_json(bytes: &[u8]) -> Option<Vec<(String, Value)>> {
     let serde_json::Value::Object(map) = serde_json::from_slice(bytes).ok()? else {
         return None;
     };
@@ -299,14 +340,17 @@ pub fn datetime_to_rfc3339(datetime: OffsetDateTime) -> Option<String> {
         .ok()
 }
 
-/// Serialises a session map as a JSON object in insertion order, the way msgspec's JSON encoder
+/// Serialises session entries as a JSON object in their order, the way msgspec's JSON encoder
 /// does: bytes as padded standard base64, timestamps as RFC 3339 text.
-struct JsonMap<'a>(&'a SessionData);
+struct JsonMap<I>(I);
 
-impl serde::Serialize for JsonMap<'_> {
+impl<'a, I> serde::Serialize for JsonMap<I>
+where
+    I: ExactSizeIterator<Item = (&'a str, &'a Value)> + Clone,
+{
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (key, value) in self.0 {
+        for (key, value) in self.0.clone() {
             map.serialize_entry(key, &JsonValue(value))?;
         }
         map.end()
