@@ -113,12 +113,12 @@ impl<B: Backend> Store<B> {
     /// The store key (`SESSION_KEY_PREFIX + id`) for a cookie's session key, or `None` when the
     /// text is not a valid id, in which case nothing is sent to the backend.
     fn store_key(&self, session_key: &str) -> Option<String> {
-        match SessionId::parse(session_key, self.inner.id_length) {
-            Ok(id) => {
+        match SessionId::validate(session_key, self.inner.id_length) {
+            Ok(()) => {
                 let mut key =
                     String::with_capacity(self.inner.key_prefix.len() + session_key.len());
                 key.push_str(&self.inner.key_prefix);
-                key.push_str(id.as_str());
+                key.push_str(session_key);
                 Some(key)
             }
             Err(reason) => {

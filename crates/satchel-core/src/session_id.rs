@@ -66,6 +66,19 @@ impl SessionId {
 
     /// Validates `text` as an id of `bytes` random bytes: exact length, base64url alphabet.
     pub fn parse(text: &str, bytes: usize) -> Result<SessionId, InvalidSessionId> {
+        SessionId::validate(text, bytes)?;
+        Ok(SessionId(text.to_owned()))
+    }
+
+    /// The checks of [`SessionId::parse`] without keeping a copy, for callers that only need
+    /// to know the text is an id (a store building its key from it on every request).
+    ///
+    /// ```
+    /// use satchel_core::SessionId;
+    /// assert!(SessionId::validate("KbBTwKKcUhVGBMkMW8X5td", 16).is_ok());
+    /// assert!(SessionId::validate("KbBTwKKcUhVGBMkMW8X5t!", 16).is_err());
+    /// ```
+    pub fn validate(text: &str, bytes: usize) -> Result<(), InvalidSessionId> {
         check_byte_length(bytes)?;
         let expected = encoded_len(bytes);
         if text.len() != expected {
@@ -80,7 +93,7 @@ impl SessionId {
         {
             return Err(InvalidSessionId::Alphabet);
         }
-        Ok(SessionId(text.to_owned()))
+        Ok(())
     }
 
     /// The id as it appears in the cookie and after the key prefix.
