@@ -202,7 +202,8 @@ where
             let session = req.get_session();
             for (key, json) in &loaded {
                 // The stores hand values over as JSON texts; RawValue inserts them as they are.
-                let inserted = serde_json::value::RawValue::from_string(json.clone())
+                // Borrowed, because `loaded` is kept to tell whether the handler changed them.
+                let inserted = serde_json::from_str::<&serde_json::value::RawValue>(json)
                     .map_err(anyhow::Error::from)
                     .and_then(|raw| Ok(session.insert(key.clone(), raw)?));
                 if let Err(error) = inserted {
