@@ -167,6 +167,25 @@ impl CookieSession {
     /// when the cookie does not verify.
     pub fn resign(&self, cookie: &str, now: i64) -> Option<String> {
         let signed = self.signer.unsign(cookie)?;
+        self.sign_again(signed, now)
+    }
+
+    /// [`CookieSession::resign`] for a cookie that [`CookieSession::loads`] accepted earlier in
+    /// the same request, without checking its signature a second time (an HMAC-SHA1 and a
+    /// base64 decoding, measured at 5.7k of the 58.7k instructions of a refreshing read). Only
+    /// for cookies `loads` accepted: given any other text it would sign a payload of the
+    /// client's choosing.
+    pub(crate) fn resign_accepted(&self, cookie: &str, now: i64) -> Option<String> {
+        debug_assert!(
+            self.signer.unsign(cookie).is_some(),
+            "resign_accepted on a cookie that does not verify"
+        );
+        let (signed, _signature) = cookie.rsplit_once('.')?;
+        self.sign_again(signed, now)
+    }
+
+    /// A verified `payload.timestamp` → `payload.now`, signed; `None` without a timestamp.
+    fn sign_again(&self, signed: &str, now: i64) -> Option<String> {
         let (payload, _) = signed.rsplit_once('.')?;
         let mut value = String::with_capacity(payload.len() + 12);
         value.push_str(payload);
@@ -840,6 +859,27 @@ mod tests {
         assert_eq!(rotated.loads(&resigned, TS + 10).unwrap(), session);
         let without = CookieSession::new(&Secret::new("new_key"), &[], Duration::from_secs(3600));
         assert_eq!(without.loads(ALICE, TS), Err(CookieError::BadSignature));
+    }
+
+    #[test]
+    fn resigning_an_accepted_cookie_is_resigning_it() {
+        let codec = codec();
+        let compressed = codec.dumps(&codec.loads(MISC, TS).unwrap(), TS);
+        for cookie in [
+            ALICE,
+            ALICE_PERMANENT,
+            FLASH,
+            TAGGED,
+            MISC,
+            compressed.as_str(),
+        ] {
+            assert!(codec.loads(cookie, TS + 60).is_ok(), "{cookie}");
+            assert_eq!(
+                codec.resign_accepted(cookie, TS + 60),
+                codec.resign(cookie, TS + 60),
+                "{cookie}"
+            );
+        }
     }
 
     #[test]

@@ -491,7 +491,9 @@ fn client_cookie(
     if !permanent {
         return None;
     }
-    let value = client.codec.resign(value, now.unix_timestamp())?;
+    // Unchanged: `value` is the cookie this request's session was loaded from (`unchanged_cookie`
+    // runs only for a loaded session), so the cookie store's `loads` has verified it.
+    let value = client.codec.resign_accepted(value, now.unix_timestamp())?;
     Some(shared.cookie.set_cookie(&value, permanent, now))
 }
 
