@@ -274,7 +274,17 @@ async fn writing_back_the_loaded_value_is_no_change_and_a_new_value_is() {
     };
     let response = test::call_service(&app, login("alice", None)).await;
     let id = cookie_value(&set_cookies(&response)[0]).to_owned();
+    // The same session in Flask-Session's JSON form: it loads as what was stored, and any save
+    // would replace it with MessagePack, so the bytes tell whether the store was written.
+    let json = br#"{"_permanent": true, "username": "alice"}"#;
+    let backend = satchel.store().unwrap().backend();
+    let key = format!("session:{id}");
+    backend
+        .store(&key, json, Duration::from_secs(60))
+        .await
+        .unwrap();
     let before = stored(&satchel, &id).await;
+    assert_eq!(before.as_deref(), Some(&json[..]));
 
     // The handler inserts "alice" again: the session is as it was loaded.
     let response = test::call_service(&app, login("alice", Some(format!("session={id}")))).await;
