@@ -307,7 +307,7 @@ fn outcome(
         // Flask's own session keeps a cookie holding only `_permanent`.
         state.is_empty()
     } else {
-        state.keys().all(|k| k == PERMANENT_KEY)
+        crate::store::holds_only_permanent(state)
     };
     Outcome {
         permanent: explicit.unwrap_or(arrived_new && shared.permanent_by_default),
@@ -460,10 +460,7 @@ fn deletion_cookie(shared: &Shared) -> String {
 /// SESSION_REFRESH_EACH_REQUEST: `value` is what the request's cookie carried.
 fn unchanged_cookie(shared: &Shared, value: &str, outcome: Outcome) -> Option<String> {
     if outcome.empty {
-        return Some(match &shared.client_side {
-            Some(client) => client.deletion.clone(),
-            None => shared.cookie.delete_cookie(),
-        });
+        return Some(deletion_cookie(shared));
     }
     let now = time::OffsetDateTime::now_utc();
     match &shared.client_side {

@@ -172,7 +172,7 @@ impl<B: Backend> Store<B> {
 
 /// True when a session holds nothing but `_permanent`: Flask-Session neither stores such a
 /// session nor keeps its entry.
-fn is_empty(state: &ActixState) -> bool {
+pub(crate) fn holds_only_permanent(state: &ActixState) -> bool {
     state.keys().all(|k| k == PERMANENT_KEY)
 }
 
@@ -238,7 +238,7 @@ impl<B: Backend> SessionStore for Store<B> {
         mut state: ActixState,
         ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
-        if is_empty(&state) {
+        if holds_only_permanent(&state) {
             // Flask-Session never stores an empty session; the id handed back names nothing,
             // so a cookie carrying it reads as a fresh session (the Flask layer drops it).
             return SessionId::generate(self.inner.id_length)
@@ -267,7 +267,7 @@ impl<B: Backend> SessionStore for Store<B> {
             return self.save(state, ttl).await.map_err(save_to_update);
         };
         let backend = &self.inner.backend;
-        if is_empty(&state) {
+        if holds_only_permanent(&state) {
             // As Flask-Session: a session emptied by the handler is removed, not stored.
             backend
                 .delete(&key)
