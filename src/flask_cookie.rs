@@ -199,6 +199,12 @@ impl FlaskCookie {
     }
 }
 
+/// Day and month names of an HTTP date, Monday and January first.
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
 /// An HTTP date (`Sun, 27 Dec 2026 13:13:48 GMT`) as werkzeug writes `Expires`.
 pub fn http_date(at: OffsetDateTime) -> String {
     let mut out = String::with_capacity(29);
@@ -210,10 +216,6 @@ pub fn http_date(at: OffsetDateTime) -> String {
 /// every refreshed session's `Set-Cookie` carries one, and `format!` with seven arguments
 /// was over half of the cookie's cost (callgrind).
 fn push_http_date(out: &mut String, at: OffsetDateTime) {
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     fn two_digits(out: &mut String, n: u8) {
         out.push(char::from(b'0' + n / 10 % 10));
         out.push(char::from(b'0' + n % 10));
@@ -251,10 +253,6 @@ mod tests {
     fn http_dates_match_the_formatted_form() {
         // The form `http_date` wrote with `format!` before it was written digit by digit.
         fn formatted(at: OffsetDateTime) -> String {
-            const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-            const MONTHS: [&str; 12] = [
-                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-            ];
             format!(
                 "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
                 DAYS[usize::from(at.weekday().number_days_from_monday())],
