@@ -196,6 +196,30 @@ fn rate_text(rate: f64) -> String {
     }
 }
 
+/// Satchel rows and the actix-session row that does the same work per request.
+const LIKE_FOR_LIKE: [(Target, Target, &str); 4] = [
+    (
+        Target::RedisSatchel,
+        Target::RedisActixSessionRefresh,
+        "both renew cookie and expiry on every request",
+    ),
+    (
+        Target::RedisSatchelNoRefresh,
+        Target::RedisActixSession,
+        "neither renews",
+    ),
+    (
+        Target::CookieSatchel,
+        Target::CookieActixSessionRefresh,
+        "both send a fresh cookie with every response",
+    ),
+    (
+        Target::CookieSatchelNoRefresh,
+        Target::CookieActixSession,
+        "neither does",
+    ),
+];
+
 pub(crate) fn render(
     settings: &Settings,
     environment: &Environment,
@@ -370,6 +394,31 @@ pub(crate) fn render(
             None => "not measured".to_owned(),
         };
         let _ = writeln!(out, "- {what}: {verdict}");
+    }
+
+    let like_for_like: Vec<String> = LIKE_FOR_LIKE
+        .iter()
+        .filter(|(satchel, reference, _)| targets.contains(satchel) && targets.contains(reference))
+        .flat_map(|&(satchel, reference, what)| {
+            settings.workloads.iter().filter_map(move |&w| {
+                let r = ratio(satchel, reference, w)?;
+                Some(format!(
+                    "- `{}` {} ÷ `{}` ({what}): {r:.2}",
+                    satchel.name(),
+                    w.name(),
+                    reference.name()
+                ))
+            })
+        })
+        .collect();
+    if !like_for_like.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Like for like, in this run (not targets of issue 8)\n\nSatchel's defaults do what Flask does for a permanent session: the cookie is sent again with every response and the stored expiry is renewed. actix-session as its docs build it does neither, so each Satchel row is also divided by the actix-session row that does the same work.\n"
+        );
+        for line in like_for_like {
+            let _ = writeln!(out, "{line}");
+        }
     }
 
     let failed: Vec<&Cell> = cells.iter().filter(|c| c.measurement.errors > 0).collect();

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use actix_session::config::{PersistentSession, TtlExtensionPolicy};
+use actix_session::config::{PersistentSession, SessionMiddlewareBuilder, TtlExtensionPolicy};
 use actix_session::storage::{
     CookieSessionStore, LoadError, RedisSessionStore, SaveError, SessionKey, SessionStore,
     UpdateError,
@@ -321,6 +321,31 @@ pub(crate) fn serve(
                         .configure(session_routes)
                 })
             }
+            Target::RedisActixSessionRefresh => {
+                let store = RedisSessionStore::new(redis_url())
+                    .await
+                    .context("RedisSessionStore::new")?;
+                let key = Key::generate();
+                serve_app!(port, workers, move || {
+                    App::new()
+                        .wrap(refreshing(SessionMiddleware::builder(
+                            store.clone(),
+                            key.clone(),
+                        )))
+                        .configure(session_routes)
+                })
+            }
+            Target::CookieActixSessionRefresh => {
+                let key = Key::generate();
+                serve_app!(port, workers, move || {
+                    App::new()
+                        .wrap(refreshing(SessionMiddleware::builder(
+                            CookieSessionStore::default(),
+                            key.clone(),
+                        )))
+                        .configure(session_routes)
+                })
+            }
             Target::CookieActixSession => {
                 let key = Key::generate();
                 serve_app!(port, workers, move || {
@@ -388,19 +413,39 @@ fn satchel_actix_middleware<S>(store: S, config: &SessionConfig) -> SessionMiddl
 where
     S: SessionStore + Clone + 'static,
 {
-    let ttl =
-        CookieDuration::try_from(config.permanent_session_lifetime).unwrap_or(CookieDuration::MAX);
-    SessionMiddleware::builder(
+    let builder = SessionMiddleware::builder(
         store,
         satchel::cookie_key(&satchel::Secret::new(SECRET_KEY)),
     )
-    .cookie_name(config.cookie_name.clone())
-    .session_lifecycle(
-        PersistentSession::default()
-            .session_ttl(ttl)
-            .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
-    )
-    .build()
+    .cookie_name(config.cookie_name.clone());
+    refreshing_for(builder, config.permanent_session_lifetime)
+}
+
+/// actix-session set up to do what Flask does by default for a permanent session: a cookie that
+/// lasts Flask's 31 days, sent again with every response, and the stored expiry renewed on every
+/// request.
+fn refreshing<S>(builder: SessionMiddlewareBuilder<S>) -> SessionMiddleware<S>
+where
+    S: SessionStore,
+{
+    refreshing_for(builder, SessionConfig::default().permanent_session_lifetime)
+}
+
+fn refreshing_for<S>(
+    builder: SessionMiddlewareBuilder<S>,
+    lifetime: std::time::Duration,
+) -> SessionMiddleware<S>
+where
+    S: SessionStore,
+{
+    let ttl = CookieDuration::try_from(lifetime).unwrap_or(CookieDuration::MAX);
+    builder
+        .session_lifecycle(
+            PersistentSession::default()
+                .session_ttl(ttl)
+                .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+        )
+        .build()
 }
 
 /// actix-session's `RedisSessionStore`, connected on the worker's own runtime the first time the
