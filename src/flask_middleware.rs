@@ -13,7 +13,7 @@
 //! Wrapping actix-session's middleware instead (as Satchel's first versions did) cost an HMAC to
 //! sign the id into actix-session's cookie and another to verify it on every request, plus
 //! actix-session's cookie parsing and, on every change, a signed `Set-Cookie` to parse back;
-//! see BENCHMARKS.md.
+//! see benches/HISTORY.md.
 //!
 //! With `SESSION_TYPE=cookie` the cookie value is the whole signed session (Flask's own
 //! `SecureCookieSessionInterface`): it is the session key [`CookieStore`](crate::CookieStore)

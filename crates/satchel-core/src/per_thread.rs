@@ -4,7 +4,7 @@
 //! by all actix-web workers (each runs a current-thread runtime), a connection dialed by one
 //! worker and used by another has every reply woken through the first worker's thread, which
 //! polls its reactor only between tasks. Backends keep their connections per worker thread
-//! with this type instead (BENCHMARKS.md measures what that gave Redis, memcached, PostgreSQL
+//! with this type instead (benches/HISTORY.md measures what that gave Redis, memcached, PostgreSQL
 //! and MariaDB).
 
 use std::any::Any;

@@ -226,7 +226,7 @@ impl Backend for RedisBackend {
         ttl: Duration,
     ) -> Result<Option<Vec<u8>>, BackendError> {
         // `GET` and `PTTL` in one round trip, both reads. A `GETEX … EX` here would be a write
-        // on every read: appended to the AOF (about 95 bytes per read in BENCHMARKS.md, and the
+        // on every read: appended to the AOF (about 95 bytes per read, benches/HISTORY.md; and the
         // background rewrites and saves that growth sets off), counted toward snapshots and sent
         // to replicas. The expiry is written only when it lags.
         let mut read = redis::pipe();

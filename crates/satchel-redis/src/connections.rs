@@ -6,7 +6,7 @@
 //! `main`, every command from a worker would hop to the main thread and its reply hop back;
 //! opened on the worker's own thread, a command never wakes another thread. On this 2-core
 //! machine actix-session's `RedisSessionStore` built per worker served 1.40x the requests of
-//! the same store built in `main` (BENCHMARKS.md), and the same held for these connections.
+//! the same store built in `main` (benches/HISTORY.md), and the same held for these connections.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -49,7 +49,7 @@ impl Factory {
         // No response timeout inside redis-rs (its default is 500 ms): `Connections::query`
         // bounds each command by the operation timeout itself, including the wait to enter the
         // connection's pipeline, and a second timer would be registered and cancelled on every
-        // command for nothing (the native profile in BENCHMARKS.md shows both).
+        // command for nothing (the native profile in benches/HISTORY.md shows both).
         let connection_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(None);

@@ -57,7 +57,7 @@
 //! statement (`expiry = CASE WHEN … THEN expiry ELSE now + lifetime END`). The table has an index
 //! on `expiry` for purging; an `UPDATE` that changes an indexed column must add an entry to every
 //! index of the table, and on PostgreSQL it also cannot be a HOT (in-place) update. Keeping the
-//! expiry lets the database leave the indexes alone. BENCHMARKS.md has the measurement.
+//! expiry lets the database leave the indexes alone. benches/HISTORY.md has the measurement.
 //! On PostgreSQL and MySQL `store` first tries a plain `UPDATE` and only then upserts, because
 //! every upsert draws a value from `id`'s sequence even when it updates, and Flask's 32-bit
 //! `id` would run out after some two billion saves.

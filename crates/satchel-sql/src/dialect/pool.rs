@@ -25,7 +25,7 @@
 //! sqlx tests every connection given back with a round trip of its own (PostgreSQL `Sync`,
 //! MySQL `COM_PING`, a message to SQLite's worker thread), from a task it spawns, so every
 //! statement cost the database a second wake-up and the worker a task and two system calls
-//! (BENCHMARKS.md measures it). That test exists to catch a connection left mid-statement by a
+//! (benches/HISTORY.md measures it). That test exists to catch a connection left mid-statement by a
 //! cancelled future; a connection handed on here finished its operation, and a cancelled or
 //! failed one still goes back through sqlx. A caller waits for both at once: a connection
 //! handed on, and one from sqlx (given back there, or newly opened). A connection parked longer
