@@ -448,3 +448,26 @@ pub(crate) fn render(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_for_like_pairs_a_satchel_row_with_actix_session_doing_the_same_work() {
+        for (satchel, actix_session, _) in LIKE_FOR_LIKE {
+            assert!(satchel.is_satchel() && !actix_session.is_satchel());
+            assert!(!actix_session.is_bare(), "a raw handler renews nothing");
+            assert_eq!(satchel.group(), actix_session.group());
+            // Satchel renews on every read unless it is a `-norefresh` row, and the actix-session
+            // row beside it must renew exactly when Satchel does.
+            assert_eq!(
+                !satchel.no_refresh(),
+                actix_session.name().ends_with("-refresh"),
+                "{} against {}",
+                satchel.name(),
+                actix_session.name()
+            );
+        }
+    }
+}
