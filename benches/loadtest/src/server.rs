@@ -296,15 +296,16 @@ pub(crate) fn serve(
                         .configure(session_routes)
                 })
             }
-            Target::RedisActixSession => {
+            Target::RedisActixSession | Target::RedisActixSessionRefresh => {
                 // As actix-session's docs build it: one store in `main`, cloned into each worker.
                 let store = RedisSessionStore::new(redis_url())
                     .await
                     .context("RedisSessionStore::new")?;
                 let key = Key::generate();
+                let renews = target == Target::RedisActixSessionRefresh;
                 serve_app!(port, workers, move || {
                     App::new()
-                        .wrap(SessionMiddleware::new(store.clone(), key.clone()))
+                        .wrap(actix_session_middleware(store.clone(), key.clone(), renews))
                         .configure(session_routes)
                 })
             }
@@ -321,38 +322,15 @@ pub(crate) fn serve(
                         .configure(session_routes)
                 })
             }
-            Target::RedisActixSessionRefresh => {
-                let store = RedisSessionStore::new(redis_url())
-                    .await
-                    .context("RedisSessionStore::new")?;
+            Target::CookieActixSession | Target::CookieActixSessionRefresh => {
                 let key = Key::generate();
+                let renews = target == Target::CookieActixSessionRefresh;
                 serve_app!(port, workers, move || {
                     App::new()
-                        .wrap(refreshing(SessionMiddleware::builder(
-                            store.clone(),
-                            key.clone(),
-                        )))
-                        .configure(session_routes)
-                })
-            }
-            Target::CookieActixSessionRefresh => {
-                let key = Key::generate();
-                serve_app!(port, workers, move || {
-                    App::new()
-                        .wrap(refreshing(SessionMiddleware::builder(
+                        .wrap(actix_session_middleware(
                             CookieSessionStore::default(),
                             key.clone(),
-                        )))
-                        .configure(session_routes)
-                })
-            }
-            Target::CookieActixSession => {
-                let key = Key::generate();
-                serve_app!(port, workers, move || {
-                    App::new()
-                        .wrap(SessionMiddleware::new(
-                            CookieSessionStore::default(),
-                            key.clone(),
+                            renews,
                         ))
                         .configure(session_routes)
                 })
@@ -418,20 +396,28 @@ where
         satchel::cookie_key(&satchel::Secret::new(SECRET_KEY)),
     )
     .cookie_name(config.cookie_name.clone());
-    refreshing_for(builder, config.permanent_session_lifetime)
+    renewing_every_request(builder, config.permanent_session_lifetime)
 }
 
-/// actix-session set up to do what Flask does by default for a permanent session: a cookie that
-/// lasts Flask's 31 days, sent again with every response, and the stored expiry renewed on every
-/// request.
-fn refreshing<S>(builder: SessionMiddlewareBuilder<S>) -> SessionMiddleware<S>
+/// actix-session's middleware as its docs build it, or, when `renews` (the `-refresh` rows),
+/// doing what Flask does by default for a permanent session: a cookie that lasts Flask's 31
+/// days, sent again with every response, and the stored expiry renewed on every request.
+fn actix_session_middleware<S>(store: S, key: Key, renews: bool) -> SessionMiddleware<S>
 where
     S: SessionStore,
 {
-    refreshing_for(builder, SessionConfig::default().permanent_session_lifetime)
+    let builder = SessionMiddleware::builder(store, key);
+    if renews {
+        renewing_every_request(builder, SessionConfig::default().permanent_session_lifetime)
+    } else {
+        builder.build()
+    }
 }
 
-fn refreshing_for<S>(
+/// `builder` finished with a persistent cookie of `lifetime` and
+/// `TtlExtensionPolicy::OnEveryRequest`: the cookie is sent again with every response and the
+/// stored expiry renewed on every request.
+fn renewing_every_request<S>(
     builder: SessionMiddlewareBuilder<S>,
     lifetime: std::time::Duration,
 ) -> SessionMiddleware<S>
